@@ -11,6 +11,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from liquidnets import fast
 from liquidnets.cells import CfCCell, LSTMCell, LTCCell, WiredCfCCell
 from liquidnets.cells.solvers import ODESolver
 from liquidnets.wirings import FullyConnected, Wiring
@@ -144,6 +145,16 @@ class LiquidRNN(nn.Module):
         return ts if self.batch_first else ts.transpose(0, 1)  # (B, T, 1)
 
     # -- running -------------------------------------------------------------------------
+    def _fused(self):
+        """The fused module able to run this layer's whole sequence, or None."""
+        if not fast.enabled() or self.use_mixed:
+            return None
+        from liquidnets.fast import cfc as fast_cfc
+
+        if isinstance(self.rnn_cell, CfCCell | WiredCfCCell) and fast_cfc.supports(self.rnn_cell):
+            return fast_cfc
+        return None
+
     def _step(self, x: Tensor, state: State, dt: Tensor | float) -> tuple[Tensor, State]:
         if self.use_mixed:
             h, c = state
@@ -219,6 +230,12 @@ class LiquidRNN(nn.Module):
             if not batched:
                 state = _map_state(state, lambda s: s.unsqueeze(0))
 
+        fused = self._fused()
+        if fused is not None:
+            seq, state = fused.run(self.rnn_cell, x, state, ts)  # (B, T, out), (B, H)
+            out = self.fc(seq if self.return_sequences else seq[:, -1])
+            return self._restore_layout(out, state, batched)
+
         outputs = []
         for t in range(steps):
             dt = 1.0 if ts is None else (ts if isinstance(ts, float) or ts.dim() == 0 else ts[:, t])
@@ -227,6 +244,9 @@ class LiquidRNN(nn.Module):
                 outputs.append(y)
 
         out = torch.stack(outputs, dim=1) if self.return_sequences else y  # (B, T, out) | (B, out)
+        return self._restore_layout(out, state, batched)
+
+    def _restore_layout(self, out: Tensor, state: State, batched: bool) -> tuple[Tensor, State]:
         if not batched:
             return out.squeeze(0), _map_state(state, lambda s: s.squeeze(0))
         if self.return_sequences and not self.batch_first:

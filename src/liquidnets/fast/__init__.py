@@ -1,0 +1,44 @@
+"""Fused sequence paths, each tested against the readable cells it replaces.
+
+The layers use them automatically when they compute exactly what the cell does; set
+`LIQUIDNETS_FAST=0` in the environment, call `set_enabled(False)`, or use
+`with liquidnets.fast.disabled():` to run the readable reference path instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+_enabled = os.environ.get("LIQUIDNETS_FAST", "1") not in ("0", "false", "False", "no")
+
+
+def enabled() -> bool:
+    """Whether layers may take the fused paths."""
+    return _enabled
+
+
+def set_enabled(value: bool) -> None:
+    """Allow (True) or forbid (False) the fused paths for every layer."""
+    global _enabled
+    _enabled = bool(value)
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run the reference path inside the block.
+
+    >>> import torch, liquidnets
+    >>> rnn = liquidnets.CfC(3, 4)
+    >>> x = torch.randn(2, 5, 3)
+    >>> with liquidnets.fast.disabled():
+    ...     reference, _ = rnn(x)
+    >>> torch.allclose(rnn(x)[0], reference, atol=1e-6)
+    True
+    """
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before

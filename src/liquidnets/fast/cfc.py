@@ -1,0 +1,147 @@
+"""Bring CfC cells into the normal form of `CfCScan` and run it.
+
+Dense `CfCCell`: the backbone's first layer is split into its input part, applied to the
+whole sequence in one matmul, and its recurrent part `Wr`. The four heads are fused into one
+`(U, 4H)` matmul. For `lecun_tanh` the scales are folded into the weights, so the scan only
+calls `tanh`: `1.7159 * tanh(0.666 * u)` feeds `1.7159 * W` and `0.666` scales what feeds it.
+
+`WiredCfCCell`: an NCP's layers run in a *wavefront*. Layer `l` at time `t` needs layer `l-1`
+at time `t` and itself at `t-1`, so at scan step `k` every layer `l` can compute its time
+`k - l` at once: one block-sparse cell over all neurons replaces `L` chained cells, and the
+scan runs `T + L - 1` steps, with each layer frozen (`active = False`) outside its window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from liquidnets.cells.cfc import CfCCell, WiredCfCCell
+from liquidnets.fast.cfc_scan import CfCScan, ScanSpec
+
+_LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
+
+
+def supports(cell) -> bool:
+    """Whether the fused path computes exactly what `cell` computes in this mode."""
+    cells = cell._layers if isinstance(cell, WiredCfCCell) else [cell]
+    if not all(isinstance(c, CfCCell) for c in cells):
+        return False
+    # Dropout draws random masks per step in the reference path; keep that path for it.
+    return not any(c.training and c.backbone_dropout > 0 and c.backbone_layers for c in cells)
+
+
+def _heads(cell: CfCCell) -> tuple[Tensor, Tensor]:
+    """The heads as one `(nH, in)` weight and `(nH,)` bias, masks applied."""
+    mask = cell.sparsity_mask
+    w1 = cell.ff1.weight if mask is None else cell.ff1.weight * mask
+    if cell.mode == "pure":
+        return w1, cell.ff1.bias
+    w2 = cell.ff2.weight if mask is None else cell.ff2.weight * mask
+    weight = torch.cat([w1, w2, cell.time_a.weight, cell.time_b.weight], dim=0)
+    bias = torch.cat([cell.ff1.bias, cell.ff2.bias, cell.time_a.bias, cell.time_b.bias])
+    return weight, bias
+
+
+def _empty(like: Tensor) -> Tensor:
+    return like.new_empty(0)
+
+
+def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
+    """`x (B, T, C)`, `h0 (B, H)`, `ts (T, B|1, 1)` -> states `(T, B, H)`."""
+    C = cell.input_size
+    head_w, head_b = _heads(cell)
+    pure = cell.mode == "pure"
+    A = cell.A if pure else _empty(x)
+    w_tau = cell.w_tau if pure else _empty(x)
+    if cell.backbone_layers == 0:
+        P = F.linear(x, head_w[:, :C], head_b).transpose(0, 1).contiguous()  # (T, B, nH)
+        spec = ScanSpec(cell.mode, "none", cell.hidden_size)
+        Wr = head_w[:, C:].t()
+        return CfCScan.apply(spec, P, h0, ts, Wr, _empty(x), _empty(x), A, w_tau, _empty(x))
+
+    inner, outer = _LECUN if cell.backbone_activation == "lecun_tanh" else (1.0, 1.0)
+    act = "tanh" if cell.backbone_activation == "lecun_tanh" else cell.backbone_activation
+    first = cell.backbone[0]
+    P = F.linear(x, first.weight[:, :C], first.bias)
+    P = (P * inner if inner != 1.0 else P).transpose(0, 1).contiguous()  # (T, B, U)
+    Wr = first.weight[:, C:].t()
+    Wr = Wr * inner if inner != 1.0 else Wr
+    deep = []
+    for layer in cell.backbone[1:]:
+        w, b = layer.weight.t(), layer.bias
+        deep += [w * (inner * outer), b * inner] if inner != 1.0 else [w, b]
+    Wh = head_w.t() * outer if outer != 1.0 else head_w.t()
+    spec = ScanSpec(cell.mode, act, cell.hidden_size)
+    return CfCScan.apply(spec, P, h0, ts, Wr, Wh, head_b, A, w_tau, _empty(x), *deep)
+
+
+def run_wired(cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
+    """Wavefront scan of a wired cell; returns states `(T + L - 1, B, N)`."""
+    layers, sizes = cell._layers, cell.layer_sizes
+    L, N, C = len(layers), sum(sizes), cell.sensory_size
+    T = x.shape[1]
+    offsets = [sum(sizes[:i]) for i in range(L)]
+    pure = cell.mode == "pure"
+    n_heads = 1 if pure else 4
+
+    # One block-structured weight over [x | state] for all layers' heads: rows of layer l
+    # read x (l = 0) or layer l-1's block, and layer l's own block.
+    weight = x.new_zeros(n_heads * N, C + N)
+    bias = x.new_zeros(n_heads * N)
+    for i, (layer, n, o) in enumerate(zip(layers, sizes, offsets, strict=True)):
+        w, b = _heads(layer)
+        cols_in = slice(0, C) if i == 0 else slice(C + offsets[i - 1], C + o)
+        width_in = cols_in.stop - cols_in.start
+        for k in range(n_heads):
+            rows = slice(k * N + o, k * N + o + n)
+            weight[rows, cols_in] = w[k * n : (k + 1) * n, :width_in]
+            weight[rows, C + o : C + o + n] = w[k * n : (k + 1) * n, width_in:]
+            bias[rows] = b[k * n : (k + 1) * n]
+
+    steps = T + L - 1
+    x_pad = F.pad(x, (0, 0, 0, L - 1))  # (B, T', C): layer 0 is frozen after T anyway
+    P = F.linear(x_pad, weight[:, :C], bias).transpose(0, 1).contiguous()  # (T', B, nH)
+    Wr = weight[:, C:].t()
+
+    # Layer l at scan step k computes time k - l: shift its timespans by l.
+    ts_blocks = [
+        F.pad(ts, (0, 0, 0, 0, o, L - 1 - o)).expand(-1, -1, n)
+        for o, n in zip(range(L), sizes, strict=True)
+    ]
+    ts_units = torch.cat(ts_blocks, dim=2)  # (T', B|1, N)
+    k = torch.arange(steps, device=x.device).view(steps, 1, 1)
+    first = torch.cat([torch.full((n,), i, device=x.device) for i, n in enumerate(sizes)])
+    active = (k >= first) & (k < first + T)  # (T', 1, N)
+    ramps = tuple(i < L - 1 or i >= T for i in range(steps))
+    spec = ScanSpec(cell.mode, "none", N, ramps if L > 1 else None)
+    if pure:
+        A = torch.cat([layer.A for layer in layers], dim=1)
+        w_tau = torch.cat([layer.w_tau for layer in layers], dim=1)
+    else:
+        A = w_tau = _empty(x)
+    return CfCScan.apply(spec, P, h0, ts_units, Wr, _empty(x), _empty(x), A, w_tau, active)
+
+
+def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor, Tensor]:
+    """Run `cell` over `x (B, T, C)` from `h0 (B, H)`; `ts` None, a number, a 0-d tensor or
+    `(B, T, 1)`. Returns the outputs `(B, T, output_size)` and the final state `(B, H)`."""
+    T = x.shape[1]
+    if ts is None or isinstance(ts, float):
+        ts_tm = x.new_full((T, 1, 1), 1.0 if ts is None else ts)
+    elif ts.dim() == 0:
+        ts_tm = ts.reshape(1, 1, 1).expand(T, 1, 1)
+    else:
+        ts_tm = ts.transpose(0, 1)  # (T, B, 1)
+    if isinstance(cell, WiredCfCCell):
+        Hs = run_wired(cell, x, h0, ts_tm)
+        L = len(cell.layer_sizes)
+        states = Hs[L - 1 :]  # (T, B, N): every layer at time t
+        if cell._motor_index is None:
+            out = states[:, :, cell.state_size - cell.layer_sizes[-1] :]
+        else:
+            out = states[:, :, cell._motor_index]
+        return out.transpose(0, 1), Hs[-1]
+    Hs = run_dense(cell, x, h0, ts_tm)
+    return Hs.transpose(0, 1), Hs[-1]

@@ -1,0 +1,79 @@
+/* Fused elementwise parts of the CfC scan (float32), called once per time step.
+ *
+ * Compiled on first use by liquidnets/fast/native.py with the system C compiler; when none
+ * is available the scan runs the same math as PyTorch ops instead. The matmuls stay in
+ * PyTorch (MKL/OpenBLAS); these kernels replace the five to ten small elementwise ops around
+ * them, whose dispatch overhead dominates at the sizes liquid networks use.
+ *
+ * Layouts are row-major and contiguous unless a stride is given. `heads` is
+ * [f1 | f2 | t_a | t_b], each H wide; `ts` is read at ts[b * ts_sb + j * ts_sh] so that
+ * (1, 1), (B, 1) and (B, H) timespans all work.
+ */
+#include <math.h>
+
+/* Clamped so that expf never overflows: -ffast-math assumes no infinities. */
+static inline float sigmoidf_(float x) {
+    x = x < -80.f ? -80.f : (x > 80.f ? 80.f : x);
+    return 1.f / (1.f + expf(-x));
+}
+
+static inline float tanhf_(float x) {
+    x = x < -40.f ? -40.f : (x > 40.f ? 40.f : x);
+    return 2.f / (1.f + expf(-2.f * x)) - 1.f;
+}
+
+void ln_tanh_fwd(long n, const float *x, float *y) {
+#pragma omp simd
+    for (long i = 0; i < n; i++) y[i] = tanhf_(x[i]);
+}
+
+/* dx = dy * (1 - y^2) */
+void ln_tanh_bwd(long n, const float *dy, const float *y, float *dx) {
+#pragma omp simd
+    for (long i = 0; i < n; i++) dx[i] = dy[i] * (1.f - y[i] * y[i]);
+}
+
+/* ff = tanh([f1|f2]); s = sigmoid(t_a * ts + t_b); h = f1 + s (f2 - f1)  (no_gate: f1 + s f2) */
+void ln_cfc_gate_fwd(long B, long H, int no_gate, const float *heads, const float *ts,
+                     long ts_sb, long ts_sh, float *ff, float *s, float *h) {
+    for (long b = 0; b < B; b++) {
+        const float *hd = heads + b * 4 * H;
+        const float *tb = ts + b * ts_sb;
+        float *f = ff + b * 2 * H, *sb = s + b * H, *hb = h + b * H;
+#pragma omp simd
+        for (long j = 0; j < 2 * H; j++) f[j] = tanhf_(hd[j]);
+#pragma omp simd
+        for (long j = 0; j < H; j++) {
+            float g = sigmoidf_(hd[2 * H + j] * tb[j * ts_sh] + hd[3 * H + j]);
+            sb[j] = g;
+            hb[j] = no_gate ? f[j] + g * f[H + j] : f[j] + g * (f[H + j] - f[j]);
+        }
+    }
+}
+
+/* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL). Writes d heads and, if
+ * dts is not NULL, the per-element timespan gradient d s_pre * t_a (B x H). */
+void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float *gh,
+                     const float *ff, const float *s, const float *heads, const float *ts,
+                     long ts_sb, long ts_sh, float *dheads, float *dts) {
+    for (long b = 0; b < B; b++) {
+        const float *f = ff + b * 2 * H, *sb = s + b * H, *hd = heads + b * 4 * H;
+        const float *gb = gh + b * H, *ob = dout ? dout + b * H : 0;
+        const float *tb = ts + b * ts_sb;
+        float *d = dheads + b * 4 * H, *dt = dts ? dts + b * H : 0;
+#pragma omp simd
+        for (long j = 0; j < H; j++) {
+            float g = gb[j] + (ob ? ob[j] : 0.f);
+            float f1 = f[j], f2 = f[H + j], sg = sb[j];
+            float dgate = no_gate ? g * f2 : g * (f2 - f1);
+            float df1 = no_gate ? g : g * (1.f - sg);
+            float df2 = g * sg;
+            float dpre = dgate * sg * (1.f - sg);
+            d[j] = df1 * (1.f - f1 * f1);
+            d[H + j] = df2 * (1.f - f2 * f2);
+            d[2 * H + j] = dpre * tb[j * ts_sh];
+            d[3 * H + j] = dpre;
+            if (dt) dt[j] = dpre * hd[2 * H + j];
+        }
+    }
+}

@@ -1,0 +1,132 @@
+"""Optional native kernels: C sources compiled on first use, loaded with ctypes.
+
+Nothing is compiled at import time. The first fused call looks for a C compiler (`$CC`, `cc`,
+`gcc` or `clang`), builds every `kernels/*.c` into one shared library in a cache folder
+(`$LIQUIDNETS_CACHE`, else `~/.cache/liquidnets`), keyed by a hash of the sources, compiler and
+flags, and loads it. Without a compiler, or if building fails, `load()` returns None and the
+fused paths run the same math with PyTorch ops. `LIQUIDNETS_NATIVE=0` turns the kernels off.
+
+The library is built for this machine (`-march=native`), so the cache key includes the host.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+KERNELS = Path(__file__).with_name("kernels")
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11"]
+
+_lock = threading.Lock()
+_state: dict = {"tried": False, "lib": None, "error": None}
+
+_c_long, _c_int, _ptr = ctypes.c_long, ctypes.c_int, ctypes.c_void_p
+# Signatures of the exported functions: name -> argument types (all return void).
+SIGNATURES: dict[str, list] = {
+    "ln_tanh_fwd": [_c_long, _ptr, _ptr],
+    "ln_tanh_bwd": [_c_long, _ptr, _ptr, _ptr],
+    "ln_cfc_gate_fwd": [_c_long, _c_long, _c_int, _ptr, _ptr, _c_long, _c_long, _ptr, _ptr, _ptr],
+    "ln_cfc_gate_bwd": [
+        _c_long,
+        _c_long,
+        _c_int,
+        _ptr,
+        _ptr,
+        _ptr,
+        _ptr,
+        _ptr,
+        _ptr,
+        _c_long,
+        _c_long,
+        _ptr,
+        _ptr,
+    ],
+}
+
+
+def register(name: str, argtypes: list) -> None:
+    """Declare the signature of a function exported by a kernel source (void return)."""
+    SIGNATURES[name] = argtypes
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("LIQUIDNETS_CACHE")
+    return Path(root) if root else Path.home() / ".cache" / "liquidnets"
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build(cc: str, sources: list[Path], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build beside the target and rename: a concurrent process never loads half a file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = [cc, *FLAGS, "-o", tmp, *map(str, sources), "-lm"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL | None:
+    """The kernel library, building it on first call; None when unavailable."""
+    if os.environ.get("LIQUIDNETS_NATIVE", "1") in ("0", "false", "no"):
+        return None
+    if _state["tried"]:
+        return _state["lib"]
+    with _lock:
+        if _state["tried"]:
+            return _state["lib"]
+        try:
+            _state["lib"] = _load()
+        except Exception as exc:  # no compiler, a failed build, an unloadable library
+            _state["error"] = f"{type(exc).__name__}: {exc}"
+            warnings.warn(
+                f"liquidnets: native kernels unavailable ({_state['error']}); using PyTorch ops",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        _state["tried"] = True
+    return _state["lib"]
+
+
+def _load() -> ctypes.CDLL:
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler found (set CC to use one)")
+    sources = sorted(KERNELS.glob("*.c"))
+    key = hashlib.sha256()
+    for part in (cc, " ".join(FLAGS), platform.machine(), platform.node()):
+        key.update(part.encode())
+    for src in sources:
+        key.update(src.read_bytes())
+    target = cache_dir() / f"kernels-{key.hexdigest()[:20]}.so"
+    if not target.exists():
+        _build(cc, sources, target)
+    lib = ctypes.CDLL(str(target))
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    return lib
+
+
+def error() -> str | None:
+    """Why the kernels are unavailable, once `load()` has tried."""
+    return _state["error"]

@@ -1,0 +1,106 @@
+"""The fused paths compute what the readable cells compute: outputs and every gradient."""
+
+import pytest
+import torch
+
+import liquidnets
+from liquidnets import CfC
+from liquidnets.fast import native
+from test_layers import MODELS, irregular, make
+
+FUSED = [name for name in MODELS if name.startswith("cfc") and "mixed" not in name]
+TIMESPANS = ["none", "irregular", "constant"]
+
+
+def run_both(model, x, h0, ts):
+    """Outputs and gradients (inputs, state, timespans, parameters) of the fused and the
+    reference path of one model."""
+    results = []
+    for fused in (True, False):
+        liquidnets.fast.set_enabled(fused)
+        try:
+            assert (model._fused() is not None) == fused
+            out, h_n = model(x, h0, ts)
+            loss = (out**2).sum() + (h_n**3).sum()
+            wrt = [x, h0] + ([ts] if isinstance(ts, torch.Tensor) else [])
+            wrt += [p for p in model.parameters() if p.requires_grad]
+            grads = torch.autograd.grad(loss, wrt)
+            results.append((out, h_n, *grads))
+        finally:
+            liquidnets.fast.set_enabled(True)
+    return results
+
+
+def inputs(model, dtype, kind):
+    torch.manual_seed(3)
+    x = torch.randn(3, 7, 4, dtype=dtype, requires_grad=True)
+    h0 = (0.3 * torch.randn(3, model.state_size, dtype=dtype)).requires_grad_(True)
+    ts = {
+        "none": None,
+        "irregular": irregular(3, 7).to(dtype).requires_grad_(True),
+        "constant": 0.7,
+    }[kind]
+    return x, h0, ts
+
+
+@pytest.mark.parametrize("kind", TIMESPANS)
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_equals_reference_float64(name, kind):
+    model = make(name, dtype=torch.float64)
+    fused, reference = run_both(model, *inputs(model, torch.float64, kind))
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "torch-ops"])
+@pytest.mark.parametrize("kind", TIMESPANS)
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_equals_reference_float32(name, kind, use_native, monkeypatch):
+    if not use_native:
+        monkeypatch.setenv("LIQUIDNETS_NATIVE", "0")
+    model = make(name)
+    fused, reference = run_both(model, *inputs(model, torch.float32, kind))
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_wrong_kernel_would_be_caught():
+    # The comparison above is not vacuous: perturb the fused output and it fails.
+    model = make("cfc")
+    fused, reference = run_both(model, *inputs(model, torch.float32, "irregular"))
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(fused[0] * (1 + 1e-3), reference[0], rtol=1e-4, atol=1e-5)
+
+
+def test_training_with_dropout_takes_the_reference_path():
+    model = CfC(4, 6, backbone_units=8, backbone_dropout=0.3)
+    model.train()
+    assert model._fused() is None
+    model.eval()
+    assert model._fused() is not None
+    assert CfC(4, 6, mixed_memory=True)._fused() is None
+
+
+def test_without_a_compiler_the_kernels_fall_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_state", {"tried": False, "lib": None, "error": None})
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
+    monkeypatch.setenv("LIQUIDNETS_CACHE", str(tmp_path))
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        assert native.load() is None
+    assert "no C compiler" in native.error()
+    model = make("cfc")
+    x = torch.randn(2, 5, 4)
+    with liquidnets.fast.disabled():
+        reference, _ = model(x)
+    torch.testing.assert_close(model(x)[0], reference, rtol=1e-5, atol=1e-6)
+
+
+def test_kernels_build_into_the_cache(monkeypatch, tmp_path):
+    if native._compiler() is None:
+        pytest.skip("no C compiler on this machine")
+    monkeypatch.setattr(native, "_state", {"tried": False, "lib": None, "error": None})
+    monkeypatch.setenv("LIQUIDNETS_CACHE", str(tmp_path))
+    lib = native.load()
+    assert lib is not None, native.error()
+    built = list(tmp_path.glob("kernels-*.so"))
+    assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
