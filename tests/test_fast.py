@@ -9,6 +9,8 @@ from liquidnets.fast import native
 from test_layers import MODELS, irregular, make
 
 FUSED = [name for name in MODELS if name.startswith("cfc") and "mixed" not in name]
+# the LTC kernel covers the fused solver in float32 on the CPU
+FUSED_LTC = ["ltc", "ltc_explicit", "ltc_random", "ltc_autoncp_proj"]
 TIMESPANS = ["none", "irregular", "constant"]
 
 
@@ -31,13 +33,13 @@ def run_both(model, x, h0, ts):
     return results
 
 
-def inputs(model, dtype, kind):
+def inputs(model, dtype, kind, batch=3):
     torch.manual_seed(3)
-    x = torch.randn(3, 7, 4, dtype=dtype, requires_grad=True)
-    h0 = (0.3 * torch.randn(3, model.state_size, dtype=dtype)).requires_grad_(True)
+    x = torch.randn(batch, 7, 4, dtype=dtype, requires_grad=True)
+    h0 = (0.3 * torch.randn(batch, model.state_size, dtype=dtype)).requires_grad_(True)
     ts = {
         "none": None,
-        "irregular": irregular(3, 7).to(dtype).requires_grad_(True),
+        "irregular": irregular(batch, 7).to(dtype).requires_grad_(True),
         "constant": 0.7,
     }[kind]
     return x, h0, ts
@@ -62,6 +64,26 @@ def test_fused_equals_reference_float32(name, kind, use_native, monkeypatch):
     fused, reference = run_both(model, *inputs(model, torch.float32, kind))
     for a, b in zip(fused, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+needs_kernels = pytest.mark.skipif(native.load() is None, reason="no C compiler here")
+
+
+@needs_kernels
+@pytest.mark.parametrize("batch", [3, 17], ids=["one-chunk", "threaded-chunks"])
+@pytest.mark.parametrize("kind", TIMESPANS)
+@pytest.mark.parametrize("name", FUSED_LTC)
+def test_ltc_kernel_equals_reference(name, kind, batch):
+    model = make(name)
+    fused, reference = run_both(model, *inputs(model, torch.float32, kind, batch))
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_ltc_takes_the_reference_path_where_the_kernel_does_not_apply():
+    assert make("ltc_rk4")._fused() is None  # explicit solvers
+    assert make("ltc", dtype=torch.float64)._fused() is None
+    assert make("ltc_mixed")._fused() is None
 
 
 def test_a_wrong_kernel_would_be_caught():

@@ -150,9 +150,13 @@ class LiquidRNN(nn.Module):
         if not fast.enabled() or self.use_mixed:
             return None
         from liquidnets.fast import cfc as fast_cfc
+        from liquidnets.fast import ltc as fast_ltc
 
         if isinstance(self.rnn_cell, CfCCell | WiredCfCCell) and fast_cfc.supports(self.rnn_cell):
             return fast_cfc
+        ref = next(self.parameters())
+        if fast_ltc.supports(self.rnn_cell, ref):
+            return fast_ltc
         return None
 
     def _step(self, x: Tensor, state: State, dt: Tensor | float) -> tuple[Tensor, State]:
