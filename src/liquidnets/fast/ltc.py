@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ctypes
+import itertools
 
 import torch
 from torch import Tensor
@@ -40,7 +41,7 @@ def _chunks(batch: int) -> list[slice]:
     releases the GIL while a kernel runs, so the chunks run in parallel."""
     n = max(1, min(torch.get_num_threads(), batch // 4))
     bounds = [batch * k // n for k in range(n + 1)]
-    return [slice(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _parallel(fn, parts: list[slice]) -> list:
