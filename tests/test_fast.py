@@ -126,3 +126,30 @@ def test_kernels_build_into_the_cache(monkeypatch, tmp_path):
     assert lib is not None, native.error()
     built = list(tmp_path.glob("kernels-*.so"))
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_streaming_step_without_grad_equals_the_sequence(name):
+    # Under no_grad, step() takes a fused single step with cached weights.
+    model = make(name)
+    x, ts = torch.randn(3, 7, 4), irregular(3, 7)
+    with torch.no_grad(), liquidnets.fast.disabled():
+        reference, h_ref = model(x, timespans=ts)
+    with torch.no_grad():
+        h = model.init_state(3)
+        for t in range(7):
+            y, h = model.step(x[:, t], h, ts[:, t])
+            torch.testing.assert_close(y, reference[:, t], rtol=1e-4, atol=1e-5)
+        for a, b in zip(
+            h if isinstance(h, tuple) else (h,),
+            (h_ref,) if not isinstance(h_ref, tuple) else h_ref,
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        # the cached weights follow the parameters when they change
+        for p in model.parameters():
+            p.add_(0.01)
+        y_new, _ = model.step(x[:, 0], model.init_state(3), ts[:, 0])
+        with liquidnets.fast.disabled():
+            expected, _ = model(x[:, :1], timespans=ts[:, :1])
+        torch.testing.assert_close(y_new, expected[:, 0], rtol=1e-4, atol=1e-5)

@@ -190,11 +190,18 @@ class LiquidRNN(nn.Module):
             dt = dt.to(device=x.device, dtype=x.dtype)
             _check_elapsed(dt, self.name)
         else:
-            _check_elapsed(torch.tensor(float(dt)), self.name)
+            dt = float(dt)
+            if not (math.isfinite(dt) and dt >= 0):
+                raise ValueError(f"{self.name}: timespans must be finite and >= 0; got {dt}")
         if not batched:
             x = x.unsqueeze(0)
             state = _map_state(state, lambda s: s.unsqueeze(0))
-        y, state = self._step(x, state, dt)
+        fused = self._fused() if not torch.is_grad_enabled() else None
+        if fused is not None:
+            y, state = fused.step(self.rnn_cell, x, state, dt)
+            y = self.fc(y)
+        else:
+            y, state = self._step(x, state, dt)
         if not batched:
             y, state = y.squeeze(0), _map_state(state, lambda s: s.squeeze(0))
         return y, state

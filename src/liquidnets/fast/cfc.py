@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from liquidnets.cells.cfc import CfCCell, WiredCfCCell
-from liquidnets.fast.cfc_scan import CfCScan, ScanSpec
+from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec, _Native
 
 _LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
 
@@ -145,3 +145,77 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
         return out.transpose(0, 1), Hs[-1]
     Hs = run_dense(cell, x, h0, ts_tm)
     return Hs.transpose(0, 1), Hs[-1]
+
+
+# -- one step, for streaming (inference only) ----------------------------------------------
+
+
+def _cached(cell, build):
+    """`build(cell)`, cached on the cell until a parameter changes (in place or replaced)."""
+    key = tuple((p.data_ptr(), p._version) for p in cell.parameters())
+    cache = cell.__dict__.get("_fast_step")
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            cache = (key, build(cell))
+        cell.__dict__["_fast_step"] = cache
+    return cache[1]
+
+
+def _dense_step_weights(cell: CfCCell):
+    """`[x; h]`-side weights of a dense cell, transposed and scaled as in `run_dense`."""
+    head_w, head_b = _heads(cell)
+    if cell.backbone_layers == 0:
+        return [], head_w.t().contiguous(), head_b, "none"
+    inner, outer = _LECUN if cell.backbone_activation == "lecun_tanh" else (1.0, 1.0)
+    layers = []
+    for k, layer in enumerate(cell.backbone):
+        scale = inner * (outer if k else 1.0)
+        layers.append(((layer.weight.t() * scale).contiguous(), layer.bias * inner))
+    act = "tanh" if cell.backbone_activation == "lecun_tanh" else cell.backbone_activation
+    return layers, (head_w.t() * outer).contiguous(), head_b, act
+
+
+def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
+    """The CfC mode applied to `heads (B, nH)`; dt a number or a `(B, 1)` tensor."""
+    if cell.mode == "pure":
+        return cell.A - cell.A * torch.exp(-dt * (cell.w_tau.abs() + heads.abs())) * heads
+    lib = _Native.usable(ScanSpec(cell.mode, "none", H), heads, heads)
+    if lib is not None and heads.is_contiguous():
+        B = heads.shape[0]
+        ts = dt if isinstance(dt, Tensor) else heads.new_full((1, 1), dt)
+        ts = ts.to(heads.dtype).reshape(-1, 1).contiguous()
+        ff, s, h = heads.new_empty(B, 2 * H), heads.new_empty(B, H), heads.new_empty(B, H)
+        lib.ln_cfc_gate_fwd(
+            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts.data_ptr(),
+            1 if ts.shape[0] > 1 else 0, 0, ff.data_ptr(), s.data_ptr(), h.data_ptr(),
+        )  # fmt: skip
+        return h
+    ff = torch.tanh(heads[:, : 2 * H])
+    s = torch.sigmoid(heads[:, 3 * H :] + heads[:, 2 * H : 3 * H] * dt)
+    f1, f2 = ff[:, :H], ff[:, H:]
+    return f1 + s * f2 if cell.mode == "no_gate" else torch.lerp(f1, f2, s)
+
+
+def _dense_step(cell: CfCCell, x: Tensor, h: Tensor, dt) -> Tensor:
+    layers, Wh, bh, act = _cached(cell, _dense_step_weights)
+    z = torch.cat([x, h], dim=1)  # (B, C + H)
+    for W, b in layers:
+        z = _ACT[act](torch.addmm(b, z, W))  # (B, U)
+    return _gate(cell, torch.addmm(bh, z, Wh), dt, cell.hidden_size)
+
+
+def step(cell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
+    """One step without autograd, with the weights prepared once and cached."""
+    if isinstance(dt, Tensor) and dt.dim() == 1:
+        dt = dt.unsqueeze(-1)  # (B, 1)
+    if not isinstance(cell, WiredCfCCell):
+        h = _dense_step(cell, x, h, dt)
+        return h, h
+    states = torch.split(h, cell.layer_sizes, dim=1)
+    new, inp = [], x
+    for layer, h_l in zip(cell._layers, states, strict=True):
+        inp = _dense_step(layer, inp, h_l, dt)
+        new.append(inp)
+    state = torch.cat(new, dim=1)
+    out = inp if cell._motor_index is None else state[:, cell._motor_index]
+    return out, state

@@ -152,3 +152,34 @@ def run(cell: LTCCell, x: Tensor, h0: Tensor, ts) -> tuple[Tensor, Tensor]:
     )  # (T, B, N)
     out = cell._map_outputs(states.reshape(T * B, -1)).reshape(T, B, -1)
     return out.transpose(0, 1), states[-1]
+
+
+def _step_weights(cell: LTCCell) -> list[Tensor]:
+    gleak = cell._positive(cell.gleak)
+    w = cell._positive(cell.w) * cell.sparsity_mask
+    sw = cell._positive(cell.sensory_w) * cell.sensory_sparsity_mask
+    params = [gleak * cell.vleak, gleak, cell._positive(cell.cm), (w * cell.erev).t(), w.t()]
+    params += [cell.sigma.t(), cell.mu.t(), (sw * cell.sensory_erev).t(), sw.t()]
+    params += [cell.sensory_sigma.t(), cell.sensory_mu.t()]
+    return [p.contiguous() for p in params]
+
+
+def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
+    """One step without autograd, the synapse matrices prepared once and cached."""
+    from liquidnets.fast.cfc import _cached
+
+    params = _cached(cell, _step_weights)
+    B, C = x.shape
+    N = h.shape[1]
+    xm = cell._map_inputs(x).contiguous()
+    if isinstance(dt, Tensor):
+        dts = dt.reshape(-1).expand(B).contiguous()
+    else:
+        dts = x.new_full((B,), dt)
+    vs = x.new_empty(cell.ode_unfolds, B, N)
+    out = x.new_empty(B, N)
+    native.load().ln_ltc_fwd(
+        1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon),
+        *map(_ptr, [xm, h.contiguous(), dts, *params, vs, out]),
+    )  # fmt: skip
+    return cell._map_outputs(out), out
