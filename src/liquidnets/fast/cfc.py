@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from liquidnets.cells.cfc import CfCCell, WiredCfCCell
-from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec, _Native
+from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec
 
 _LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
 
@@ -179,7 +179,9 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
     """The CfC mode applied to `heads (B, nH)`; dt a number or a `(B, 1)` tensor."""
     if cell.mode == "pure":
         return cell.A - cell.A * torch.exp(-dt * (cell.w_tau.abs() + heads.abs())) * heads
-    lib = _Native.usable(ScanSpec(cell.mode, "none", H), heads, heads)
+    from liquidnets.fast import native
+
+    lib = native.load() if heads.dtype == torch.float32 and heads.device.type == "cpu" else None
     if lib is not None and heads.is_contiguous():
         B = heads.shape[0]
         ts = dt if isinstance(dt, Tensor) else heads.new_full((1, 1), dt)

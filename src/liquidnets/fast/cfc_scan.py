@@ -60,42 +60,90 @@ def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
 
 
 class _Native:
-    """The C kernels of `kernels/cfc.c` for one float32 CPU scan: the gate and the backbone
-    tanh of a step in one call each, addressed by raw pointers into the `(T, B, .)` buffers."""
+    """The scan loops with the C kernels of `kernels/cfc.c` (float32, CPU, tanh or no
+    backbone of one layer, default or no_gate mode): per step two matmuls in PyTorch and two
+    kernel calls, on raw pointers into the `(T, B, .)` buffers computed once."""
 
     def __init__(self, lib, spec: ScanSpec, ts: Tensor, batch: int) -> None:
-        self.lib, self.B, self.H = lib, batch, spec.hidden
+        self.lib, self.spec, self.B, self.H = lib, spec, batch, spec.hidden
         self.no_gate = int(spec.mode == "no_gate")
         self.ts = ts.data_ptr()
         self.ts_t = ts.stride(0) * 4
         self.ts_b = ts.stride(1) if ts.shape[1] > 1 else 0
         self.ts_h = ts.stride(2) if ts.shape[2] > 1 else 0
 
-    @staticmethod
-    def usable(spec: ScanSpec, P: Tensor, ts: Tensor):
+    @classmethod
+    def create(cls, spec: ScanSpec, P: Tensor, ts: Tensor, n_deep: int):
         if P.dtype != torch.float32 or P.device.type != "cpu" or ts.dtype != torch.float32:
             return None
-        if spec.mode == "pure" or spec.act not in ("tanh", "none"):
+        if spec.mode == "pure" or spec.act not in ("tanh", "none") or n_deep:
             return None
         from liquidnets.fast import native
 
-        return native.load()
+        lib = native.load()
+        return None if lib is None else cls(lib, spec, ts, P.shape[1])
 
     @staticmethod
-    def at(buf: Tensor, t: int) -> int:
-        return buf.data_ptr() + t * buf.stride(0) * buf.element_size()
+    def rows(buf: Tensor) -> list[int]:
+        """The address of `buf[t]` for every t."""
+        base, step = buf.data_ptr(), buf.stride(0) * buf.element_size()
+        return [base + t * step for t in range(buf.shape[0])]
 
-    def gate_fwd(self, t: int, heads: int, ff: int, s: int, h: int) -> None:
-        self.lib.ln_cfc_gate_fwd(
-            self.B, self.H, self.no_gate, heads, self.ts + t * self.ts_t, self.ts_b, self.ts_h,
-            ff, s, h,
-        )  # fmt: skip
+    def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs, FF, S) -> None:
+        lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
+        P_t, H_t, heads_t = P.unbind(0), Hs.unbind(0), heads_all.unbind(0)
+        heads_p, ff_p, s_p, h_p = map(self.rows, (heads_all, FF, S, Hs))
+        if Zs:
+            Z_t, z_p, n = Zs[0].unbind(0), self.rows(Zs[0]), Zs[0][0].numel()
+        h = h0
+        for t in range(len(P_t)):
+            if Zs:
+                torch.addmm(P_t[t], h, Wr, out=Z_t[t])  # (B, U)
+                lib.ln_tanh_fwd(n, z_p[t], z_p[t])
+                torch.addmm(bh, Z_t[t], Wh, out=heads_t[t])  # (B, 4H)
+            else:
+                torch.addmm(P_t[t], h, Wr, out=heads_t[t])
+            lib.ln_cfc_gate_fwd(
+                B, H, self.no_gate, heads_p[t], self.ts + t * self.ts_t, self.ts_b, self.ts_h,
+                ff_p[t], s_p[t], h_p[t],
+            )  # fmt: skip
+            if ramps is not None and ramps[t]:
+                H_t[t].copy_(torch.where(active[t], H_t[t], h))
+            h = H_t[t]
 
-    def gate_bwd(self, t, dout, gh, ff, s, heads, dheads, dts) -> None:
-        self.lib.ln_cfc_gate_bwd(
-            self.B, self.H, self.no_gate, dout, gh, ff, s, heads, self.ts + t * self.ts_t,
-            self.ts_b, self.ts_h, dheads, dts,
-        )  # fmt: skip
+    def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, FF, S, dP, dheads_all, dts):
+        """Fills `dP`, `dheads_all` and (if not None) the per-element `dts (T, B, H)`;
+        returns the gradient of `h0`."""
+        lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
+        dHs = dHs.contiguous()
+        WrT, WhT = Wr.t(), Wh.t()
+        dout_p, ff_p, s_p, heads_p, dheads_p, dP_p = map(
+            self.rows, (dHs, FF, S, heads_all, dheads_all, dP)
+        )
+        dts_p = self.rows(dts) if dts is not None else [None] * len(dout_p)
+        dP_t, dheads_t = dP.unbind(0), dheads_all.unbind(0)
+        if Zs:
+            z_p = self.rows(Zs[0])
+            dz = dP.new_empty(B, Zs[0].shape[-1])
+        gh = h0.new_zeros(B, H)
+        for t in range(len(dout_p) - 1, -1, -1):
+            dout, carry = dout_p[t], None
+            if ramps is not None and ramps[t]:
+                g = dHs[t] + gh
+                carry = torch.where(active[t], 0.0, g)
+                gh = torch.where(active[t], g, 0.0).contiguous()
+                dout = None
+            lib.ln_cfc_gate_bwd(
+                B, H, self.no_gate, dout, gh.data_ptr(), ff_p[t], s_p[t], heads_p[t],
+                self.ts + t * self.ts_t, self.ts_b, self.ts_h, dheads_p[t], dts_p[t],
+            )  # fmt: skip
+            if Zs:
+                torch.mm(dheads_t[t], WhT, out=dz)  # (B, U)
+                lib.ln_tanh_bwd(dz.numel(), dz.data_ptr(), z_p[t], dP_p[t])
+            gh = torch.mm(dP_t[t], WrT)  # (B, H)
+            if carry is not None:
+                gh = gh + carry
+        return gh
 
 
 class CfCScan(torch.autograd.Function):
@@ -134,21 +182,14 @@ class CfCScan(torch.autograd.Function):
             FF = P.new_empty(T, B, 2 * H)  # tanh of the f1/f2 heads
             S = P.new_empty(T, B, H)  # the time gate
 
-        lib = _Native.usable(spec, P, ts)
-        native = _Native(lib, spec, ts, B) if lib is not None else None
-        at = _Native.at
+        native = _Native.create(spec, P, ts, len(weights))
+        if native is not None:
+            native.forward(P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs, FF, S)
         h = h0
-        for t in range(T):
-            ramp = spec.ramps is not None and spec.ramps[t]
+        for t in range(T if native is None else 0):
             if has_backbone:
-                if native is not None:
-                    z = torch.addmm(P[t], h, Wr, out=Zs[0][t])  # (B, U)
-                    lib.ln_tanh_fwd(z.numel(), at(Zs[0], t), at(Zs[0], t))
-                else:
-                    pre = torch.addmm(P[t], h, Wr)  # (B, U)
+                pre = torch.addmm(P[t], h, Wr)  # (B, U)
                 for layer in range(len(Zs)):
-                    if native is not None and layer == 0:
-                        continue
                     if layer:
                         pre = torch.addmm(biases[layer - 1], Zs[layer - 1][t], weights[layer - 1])
                     if keep_pre:
@@ -157,10 +198,6 @@ class CfCScan(torch.autograd.Function):
                 heads = torch.addmm(bh, Zs[-1][t], Wh, out=heads_all[t])  # (B, nH)
             else:
                 heads = torch.addmm(P[t], h, Wr, out=heads_all[t])  # (B, nH)
-            if native is not None and not ramp:
-                native.gate_fwd(t, at(heads_all, t), at(FF, t), at(S, t), at(Hs, t))
-                h = Hs[t]
-                continue
             ts_t = ts[t]
             if pure:
                 e = torch.exp(-ts_t * (abs_wt + heads.abs()), out=E[t])
@@ -174,7 +211,7 @@ class CfCScan(torch.autograd.Function):
                     new = torch.lerp(ff[:, :H], ff[:, H:], s)
                 else:
                     new = torch.addcmul(ff[:, :H], s, ff[:, H:])
-            if ramp:
+            if spec.ramps is not None and spec.ramps[t]:
                 new = torch.where(active[t], new, h)
             Hs[t] = new
             h = Hs[t]
@@ -219,35 +256,19 @@ class CfCScan(torch.autograd.Function):
         WhT = Wh.t()
         WT = [w.t() for w in weights]
 
-        lib = _Native.usable(spec, P, ts)
-        native = _Native(lib, spec, ts, B) if lib is not None else None
-        if native is not None:
-            dHs = dHs.contiguous()
-            dts_elem = P.new_empty(T, B, H) if want_ts else None  # d s_pre * t_a per element
-        at = _Native.at
-
+        native = _Native.create(spec, P, ts, len(weights))
         gh = h0.new_zeros(h0.shape)
-        for t in range(T - 1, -1, -1):
-            ramp = spec.ramps is not None and spec.ramps[t]
-            if native is not None and not ramp:
-                native.gate_bwd(
-                    t, at(dHs, t), gh.data_ptr(), at(FF, t), at(S, t), at(heads_all, t),
-                    at(dheads_all, t), at(dts_elem, t) if want_ts else None,
-                )  # fmt: skip
-                if has_backbone:
-                    dz = dheads_all[t].mm(WhT)  # (B, U)
-                    for layer in range(nz - 1, 0, -1):
-                        dpre = _act_backward(spec.act, dz, Zs[layer][t], None)
-                        dpre_deep[layer - 1][t] = dpre
-                        dz = dpre.mm(WT[layer - 1])
-                    lib.ln_tanh_bwd(dz.numel(), dz.data_ptr(), at(Zs[0], t), at(dP, t))
-                gh = dP[t].mm(WrT)  # (B, H)
-                continue
-            if native is not None and want_ts:
-                dts_elem[t] = 0.0
+        if native is not None:
+            dts_elem = P.new_empty(T, B, H) if want_ts else None  # d s_pre * t_a per element
+            gh = native.backward(
+                dHs, h0, Wr, Wh, active, Zs, heads_all, FF, S, dP, dheads_all, dts_elem
+            )
+            if want_ts:
+                dts += _sum_to(dts_elem, ts.shape)
+        for t in range(T - 1 if native is None else -1, -1, -1):
             g = dHs[t] + gh
             carry = None
-            if ramp:
+            if spec.ramps is not None and spec.ramps[t]:
                 carry = torch.where(active[t], 0.0, g)
                 g = torch.where(active[t], g, 0.0)
             dheads = dheads_all[t]
@@ -289,9 +310,6 @@ class CfCScan(torch.autograd.Function):
             gh = dP[t].mm(WrT)  # (B, H)
             if carry is not None:
                 gh = gh + carry
-
-        if native is not None and want_ts:
-            dts += _sum_to(dts_elem, ts.shape)
 
         # Weight gradients: one matmul over all T * B rows each.
         flat = lambda x: x.reshape(T * B, x.shape[-1])  # noqa: E731
