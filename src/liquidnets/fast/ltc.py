@@ -62,17 +62,20 @@ def _pool():
 
 
 class LTCScan(torch.autograd.Function):
-    """`out (T, B, N) = LTCScan.apply(unfolds, eps, x, v0, dt, a_leak, gleak, cm, weT, wmT,
-    sigmaT, muT, sweT, swmT, ssigT, smuT)` with mapped inputs `x (T, B, C)`, `v0 (B, N)`,
-    `dt (T, B)`, vectors `(N,)`, and transposed synapse matrices indexed `[post, pre]`:
-    `(N, N)` recurrent, `(N, C)` sensory."""
+    """`out (T, B, N) = LTCScan.apply(unfolds, eps, x, v0, dt, index, *params)`: mapped
+    inputs `x (T, B, C)`, `v0 (B, N)`, `dt (T, B)`; `index` the CSR rows and columns of the
+    recurrent and sensory synapses (see `_csr`); `params` = `a_leak, gleak, cm` `(N,)`, then
+    per block (recurrent, sensory) the per-synapse `we, wm, sigma, mu` in CSR order."""
 
     @staticmethod
-    def forward(ctx, unfolds: int, eps: float, x, v0, dt, *params):
+    def forward(ctx, unfolds: int, eps: float, x, v0, dt, index, *params):
         params = [p.contiguous() for p in params]
         T, B, C = x.shape
         N = v0.shape[1]
         lib = native.load()
+        r_row, r_col, s_row, s_col = index
+        pointers = [*params[:3], r_row, r_col, *params[3:7], s_row, s_col, *params[7:]]
+        pointers = [_ptr(p) for p in pointers]
 
         def run_chunk(rows: slice):
             per_row = [x[:, rows].contiguous(), v0[rows].contiguous(), dt[:, rows].contiguous()]
@@ -80,21 +83,21 @@ class LTCScan(torch.autograd.Function):
             vs = x.new_empty(T, unfolds, b, N)  # state before every unfold
             out = x.new_empty(T, b, N)
             lib.ln_ltc_fwd(
-                T, b, N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row + params),
+                T, b, N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row), *pointers,
                 _ptr(vs), _ptr(out),
             )  # fmt: skip
             return per_row, vs, out
 
         parts = _chunks(B)
         results = _parallel(run_chunk, parts)
-        ctx.unfolds, ctx.eps, ctx.parts = unfolds, eps, parts
+        ctx.unfolds, ctx.eps, ctx.parts, ctx.pointers = unfolds, eps, parts, pointers
         ctx.results = results
-        ctx.save_for_backward(*params)
+        ctx.save_for_backward(*params, *index)
         return torch.cat([r[2] for r in results], dim=1)
 
     @staticmethod
     def backward(ctx, dout):
-        params = ctx.saved_tensors
+        params = ctx.saved_tensors[:-4]
         lib = native.load()
 
         def run_chunk(job):
@@ -103,10 +106,10 @@ class LTCScan(torch.autograd.Function):
             N = v0.shape[1]
             d_rows = [torch.zeros_like(t) for t in (v0, x, dt)]
             d_params = [torch.zeros_like(p) for p in params]
-            inputs = (x, dt, *params, vs, out, dout[:, rows].contiguous())
+            d_out = dout[:, rows].contiguous()  # kept alive while the kernel reads it
             lib.ln_ltc_bwd(
-                T, b, N, C, ctx.unfolds, ctypes.c_float(ctx.eps),
-                *map(_ptr, inputs), *map(_ptr, d_rows + d_params),
+                T, b, N, C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
+                *ctx.pointers, _ptr(vs), _ptr(out), _ptr(d_out), *map(_ptr, d_rows + d_params),
             )  # fmt: skip
             return d_rows, d_params
 
@@ -115,7 +118,31 @@ class LTCScan(torch.autograd.Function):
         dv0 = torch.cat([r[0][0] for r in results], dim=0)
         dx, ddt = (torch.cat([r[0][k] for r in results], dim=1) for k in (1, 2))
         d_params = [sum(r[1][k] for r in results) for k in range(len(params))]
-        return (None, None, dx, dv0, ddt, *d_params)
+        return (None, None, dx, dv0, ddt, None, *d_params)
+
+
+def _csr(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Row pointers `(n_post + 1,)`, columns `(nnz,)` and rows `(nnz,)` of the synapses of a
+    `(pre, post)` mask, by postsynaptic row: the kernel's sparse layout."""
+    post, pre = mask.t().nonzero(as_tuple=True)  # sorted by post, then pre
+    counts = torch.bincount(post, minlength=mask.shape[1])
+    row = torch.zeros(mask.shape[1] + 1, dtype=torch.long, device=mask.device)
+    row[1:] = counts.cumsum(0)
+    return row, pre.contiguous(), post
+
+
+def _prepare(cell: LTCCell) -> tuple[tuple[Tensor, ...], list[Tensor]]:
+    """The CSR index and the per-synapse values of `cell`, differentiable in its parameters."""
+    r_row, r_col, r_post = _csr(cell.sparsity_mask)
+    s_row, s_col, s_post = _csr(cell.sensory_sparsity_mask)
+    gleak = cell._positive(cell.gleak)
+    w = cell._positive(cell.w)[r_col, r_post]  # (nnz,)
+    sw = cell._positive(cell.sensory_w)[s_col, s_post]
+    params = [gleak * cell.vleak, gleak, cell._positive(cell.cm)]
+    params += [w * cell.erev[r_col, r_post], w, cell.sigma[r_col, r_post], cell.mu[r_col, r_post]]
+    params += [sw * cell.sensory_erev[s_col, s_post], sw]
+    params += [cell.sensory_sigma[s_col, s_post], cell.sensory_mu[s_col, s_post]]
+    return (r_row, r_col, s_row, s_col), params
 
 
 def run(cell: LTCCell, x: Tensor, h0: Tensor, ts) -> tuple[Tensor, Tensor]:
@@ -129,43 +156,21 @@ def run(cell: LTCCell, x: Tensor, h0: Tensor, ts) -> tuple[Tensor, Tensor]:
     else:
         dt = ts[..., 0].t()  # (T, B)
     xm = cell._map_inputs(x).transpose(0, 1)  # (T, B, C)
-    gleak = cell._positive(cell.gleak)
-    w = cell._positive(cell.w) * cell.sparsity_mask  # (N, N) [pre, post]
-    sw = cell._positive(cell.sensory_w) * cell.sensory_sparsity_mask  # (C, N)
-    states = LTCScan.apply(
-        cell.ode_unfolds,
-        cell._epsilon,
-        xm,
-        h0,
-        dt,
-        gleak * cell.vleak,
-        gleak,
-        cell._positive(cell.cm),
-        (w * cell.erev).t(),
-        w.t(),
-        cell.sigma.t(),
-        cell.mu.t(),
-        (sw * cell.sensory_erev).t(),
-        sw.t(),
-        cell.sensory_sigma.t(),
-        cell.sensory_mu.t(),
-    )  # (T, B, N)
+    index, params = _prepare(cell)
+    states = LTCScan.apply(cell.ode_unfolds, cell._epsilon, xm, h0, dt, index, *params)
     out = cell._map_outputs(states.reshape(T * B, -1)).reshape(T, B, -1)
     return out.transpose(0, 1), states[-1]
 
 
-def _step_weights(cell: LTCCell) -> list[Tensor]:
-    gleak = cell._positive(cell.gleak)
-    w = cell._positive(cell.w) * cell.sparsity_mask
-    sw = cell._positive(cell.sensory_w) * cell.sensory_sparsity_mask
-    params = [gleak * cell.vleak, gleak, cell._positive(cell.cm), (w * cell.erev).t(), w.t()]
-    params += [cell.sigma.t(), cell.mu.t(), (sw * cell.sensory_erev).t(), sw.t()]
-    params += [cell.sensory_sigma.t(), cell.sensory_mu.t()]
-    return [p.contiguous() for p in params]
+def _step_weights(cell: LTCCell):
+    index, params = _prepare(cell)
+    r_row, r_col, s_row, s_col = index
+    ordered = [*params[:3], r_row, r_col, *params[3:7], s_row, s_col, *params[7:]]
+    return [p.contiguous() for p in ordered]
 
 
 def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    """One step without autograd, the synapse matrices prepared once and cached."""
+    """One step without autograd, the synapses prepared once and cached."""
     from liquidnets.fast.cfc import _cached
 
     params = _cached(cell, _step_weights)
@@ -178,8 +183,8 @@ def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
         dts = x.new_full((B,), dt)
     vs = x.new_empty(cell.ode_unfolds, B, N)
     out = x.new_empty(B, N)
+    tensors = [xm, h.contiguous(), dts, *params, vs, out]  # alive during the call
     native.load().ln_ltc_fwd(
-        1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon),
-        *map(_ptr, [xm, h.contiguous(), dts, *params, vs, out]),
-    )  # fmt: skip
+        1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *map(_ptr, tensors)
+    )
     return cell._map_outputs(out), out

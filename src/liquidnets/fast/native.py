@@ -49,10 +49,10 @@ SIGNATURES: dict[str, list] = {
         _ptr,
         _ptr,
     ],
-    # T, B, N, C, U, eps, then 14 input and 2 output pointers
-    "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 16,
-    # T, B, N, C, U, eps, then 16 input and 14 output pointers
-    "ln_ltc_bwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 30,
+    # T, B, N, C, U, eps, then 18 input and 2 output pointers
+    "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
+    # T, B, N, C, U, eps, then 20 input and 14 output pointers
+    "ln_ltc_bwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 34,
 }
 
 

@@ -8,10 +8,12 @@
  *   g_i  = gleak_i  + b_in[t, b, i] + sum_j s_ji wm_ji         wm = w * mask
  *   v_i' = (cm_i v_i + h a_i) / (cm_i + h (g_i + eps))
  *
- * The sensory terms a_in, b_in depend only on the input, so PyTorch computes them for all
- * steps at once. Synapse matrices are passed transposed, [i][j], so that the inner loop over j
- * reads contiguous memory and vectorises. The backward recomputes s from the saved states
- * (B x N per unfold) instead of storing B x N x N values per unfold.
+ * and the sensory terms a_in, b_in are the same sums over the inputs x[t, b, c] (once per
+ * step). Synapses are stored by rows (CSR): row i lists its presynaptic columns, so a sparse
+ * NCP wiring costs its synapse count, not N^2; a dense wiring is the full CSR. The parameters
+ * of each synapse (we, wm, sigma, mu) are the values of its entry, in the same order. The
+ * backward recomputes s from the saved states (B x N per unfold) instead of storing B x N x N
+ * values per unfold.
  */
 #include <math.h>
 #include <stdint.h>
@@ -41,67 +43,68 @@ static inline float exp_(float x) {
 
 static inline float sig_(float x) { return 1.f / (1.f + exp_(-x)); }
 
-/* The sensory synapses of one step: ain[b, i] = sum_c s_ci swe_ci, bin[b, i] = sum_c s_ci swm_ci
- * with s_ci = sigmoid(ssig_ci (x[b, c] - smu_ci)); matrices transposed, [i][c]. */
-static void sensory_fwd(long B, long N, long C, const float *x, const float *sweT,
-                        const float *swmT, const float *ssigT, const float *smuT, float *ain,
-                        float *bin) {
-    for (long b = 0; b < B; b++) {
-        const float *xb = x + b * C;
-        for (long i = 0; i < N; i++) {
-            const float *sg = ssigT + i * C, *m = smuT + i * C;
-            const float *we = sweT + i * C, *wm = swmT + i * C;
-            float a = 0.f, g = 0.f;
+/* One block of synapses in CSR form, and the gradients of its per-synapse values. */
+typedef struct {
+    const long *row, *col;
+    const float *we, *wm, *sig, *mu;
+} Syn;
+typedef struct {
+    float *we, *wm, *sig, *mu;
+} DSyn;
+
+/* a_i = sum_k s_k we_k, g_i = sum_k s_k wm_k over row i, s_k = sigmoid(sig_k (v[col_k] - mu_k));
+ * the s_k are kept in s_row for the backward. */
+static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, float *a_out,
+                           float *g_out) {
+    long lo = y->row[i], hi = y->row[i + 1];
+    const long *col = y->col;
+    float a = 0.f, g = 0.f;
 #pragma omp simd reduction(+ : a, g)
-            for (long c = 0; c < C; c++) {
-                float s = sig_(sg[c] * (xb[c] - m[c]));
-                a += s * we[c];
-                g += s * wm[c];
-            }
-            ain[b * N + i] = a;
-            bin[b * N + i] = g;
-        }
+    for (long k = lo; k < hi; k++) {
+        float s = sig_(y->sig[k] * (v[col[k]] - y->mu[k]));
+        if (s_row) s_row[k - lo] = s;
+        a += s * y->we[k];
+        g += s * y->wm[k];
+    }
+    *a_out = a;
+    *g_out = g;
+}
+
+/* Backward of row_fwd for da = d a_i, dg = d g_i: parameter gradients and dv += ... */
+static inline void row_bwd(const Syn *y, const DSyn *d, long i, const float *v,
+                           const float *s_row, float da, float dg, float *dv) {
+    long lo = y->row[i], hi = y->row[i + 1];
+    const long *col = y->col;
+    for (long k = lo; k < hi; k++) {
+        float s = s_row[k - lo];
+        d->we[k] += da * s;
+        d->wm[k] += dg * s;
+        float dpre = (da * y->we[k] + dg * y->wm[k]) * s * (1.f - s);
+        float diff = v[col[k]] - y->mu[k];
+        d->sig[k] += dpre * diff;
+        d->mu[k] -= dpre * y->sig[k];
+        dv[col[k]] += dpre * y->sig[k];
     }
 }
 
-static void sensory_bwd(long B, long N, long C, const float *x, const float *sweT,
-                        const float *swmT, const float *ssigT, const float *smuT,
-                        const float *dain, const float *dbin, float *dx, float *dsweT,
-                        float *dswmT, float *dssigT, float *dsmuT) {
-    for (long b = 0; b < B; b++) {
-        const float *xb = x + b * C;
-        float *dxb = dx + b * C;
-        for (long i = 0; i < N; i++) {
-            const float *sg = ssigT + i * C, *m = smuT + i * C;
-            const float *we = sweT + i * C, *wm = swmT + i * C;
-            float da = dain[b * N + i], dg = dbin[b * N + i];
-            float *dwe = dsweT + i * C, *dwm = dswmT + i * C;
-            float *dsg = dssigT + i * C, *dm = dsmuT + i * C;
-#pragma omp simd
-            for (long c = 0; c < C; c++) {
-                float s = sig_(sg[c] * (xb[c] - m[c]));
-                dwe[c] += da * s;
-                dwm[c] += dg * s;
-                float dpre = (da * we[c] + dg * wm[c]) * s * (1.f - s);
-                dsg[c] += dpre * (xb[c] - m[c]);
-                dm[c] -= dpre * sg[c];
-                dxb[c] += dpre * sg[c];
-            }
-        }
-    }
-}
+#define SYN(p) {p##row, p##col, p##we, p##wm, p##sig, p##mu}
+#define SYN_ARGS(p)                                                                          \
+    const long *p##row, const long *p##col, const float *p##we, const float *p##wm,          \
+        const float *p##sig, const float *p##mu
 
 /* x: (T, B, C) mapped inputs; vs: (T, U, B, N) state before each unfold; out: (T, B, N)
- * state after each step. */
+ * state after each step. r*: recurrent synapses (N rows over N columns), s*: sensory
+ * synapses (N rows over C columns). */
 void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *x,
                 const float *v0, const float *dt, const float *a_leak, const float *gleak,
-                const float *cm, const float *weT, const float *wmT, const float *sigmaT,
-                const float *muT, const float *sweT, const float *swmT, const float *ssigT,
-                const float *smuT, float *vs, float *out) {
+                const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *out) {
+    Syn rec = SYN(r), sen = SYN(s);
     float *ain = malloc(sizeof(float) * B * N), *bin = malloc(sizeof(float) * B * N);
     const float *v = v0;
     for (long t = 0; t < T; t++) {
-        sensory_fwd(B, N, C, x + t * B * C, sweT, swmT, ssigT, smuT, ain, bin);
+        for (long b = 0; b < B; b++)
+            for (long i = 0; i < N; i++)
+                row_fwd(&sen, i, x + (t * B + b) * C, 0, ain + b * N + i, bin + b * N + i);
         for (long u = 0; u < U; u++) {
             float *cur = vs + ((t * U + u) * B) * N;
             memcpy(cur, v, sizeof(float) * B * N);
@@ -110,15 +113,8 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
                 const float *vb = cur + b * N;
                 float h = dt[t * B + b] / (float)U;
                 for (long i = 0; i < N; i++) {
-                    const float *sg = sigmaT + i * N, *m = muT + i * N;
-                    const float *we = weT + i * N, *wm = wmT + i * N;
-                    float a = 0.f, g = 0.f;
-#pragma omp simd reduction(+ : a, g)
-                    for (long j = 0; j < N; j++) {
-                        float s = sig_(sg[j] * (vb[j] - m[j]));
-                        a += s * we[j];
-                        g += s * wm[j];
-                    }
+                    float a, g;
+                    row_fwd(&rec, i, vb, 0, &a, &g);
                     a += a_leak[i] + ain[b * N + i];
                     g += gleak[i] + bin[b * N + i];
                     next[b * N + i] = (cm[i] * vb[i] + h * a) / (cm[i] + h * (g + eps));
@@ -135,20 +131,23 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
  * gradient of every step's output state; dv0 receives the gradient of the initial state. */
 void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *x,
                 const float *dt, const float *a_leak, const float *gleak, const float *cm,
-                const float *weT, const float *wmT, const float *sigmaT, const float *muT,
-                const float *sweT, const float *swmT, const float *ssigT, const float *smuT,
-                const float *vs, const float *out, const float *dout, float *dv0, float *dx,
-                float *ddt, float *da_leak, float *dgleak, float *dcm, float *dweT,
-                float *dwmT, float *dsigmaT, float *dmuT, float *dsweT, float *dswmT,
-                float *dssigT, float *dsmuT) {
+                SYN_ARGS(r), SYN_ARGS(s), const float *vs, const float *out, const float *dout,
+                float *dv0, float *dx, float *ddt, float *da_leak, float *dgleak, float *dcm,
+                float *drwe, float *drwm, float *drsig, float *drmu, float *dswe, float *dswm,
+                float *dssig, float *dsmu) {
+    Syn rec = SYN(r), sen = SYN(s);
+    DSyn drec = {drwe, drwm, drsig, drmu}, dsen = {dswe, dswm, dssig, dsmu};
+    long width = N > C ? N : C;
     float *g_next = calloc(B * N, sizeof(float)); /* d loss / d state after current unfold */
     float *g_prev = calloc(B * N, sizeof(float));
     float *ain = malloc(sizeof(float) * B * N), *bin = malloc(sizeof(float) * B * N);
     float *dain = malloc(sizeof(float) * B * N), *dbin = malloc(sizeof(float) * B * N);
-    float *s_row = malloc(sizeof(float) * N);
+    float *s_row = malloc(sizeof(float) * width);
     for (long t = T - 1; t >= 0; t--) {
         const float *xt = x + t * B * C;
-        sensory_fwd(B, N, C, xt, sweT, swmT, ssigT, smuT, ain, bin);
+        for (long b = 0; b < B; b++)
+            for (long i = 0; i < N; i++)
+                row_fwd(&sen, i, xt + b * C, 0, ain + b * N + i, bin + b * N + i);
         memset(dain, 0, sizeof(float) * B * N);
         memset(dbin, 0, sizeof(float) * B * N);
         for (long k = 0; k < B * N; k++) g_next[k] += dout[t * B * N + k];
@@ -161,16 +160,8 @@ void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *
                 float h = dt[t * B + b] / (float)U;
                 float dh = 0.f;
                 for (long i = 0; i < N; i++) {
-                    const float *sg = sigmaT + i * N, *m = muT + i * N;
-                    const float *we = weT + i * N, *wm = wmT + i * N;
-                    float a = 0.f, g = 0.f;
-#pragma omp simd reduction(+ : a, g)
-                    for (long j = 0; j < N; j++) {
-                        float s = sig_(sg[j] * (vb[j] - m[j]));
-                        s_row[j] = s;
-                        a += s * we[j];
-                        g += s * wm[j];
-                    }
+                    float a, g;
+                    row_fwd(&rec, i, vb, s_row, &a, &g);
                     a += a_leak[i] + ain[b * N + i];
                     g += gleak[i] + bin[b * N + i];
                     float den = cm[i] + h * (g + eps);
@@ -185,19 +176,7 @@ void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *
                     dbin[b * N + i] += dg;
                     da_leak[i] += da;
                     dgleak[i] += dg;
-                    float *dwe = dweT + i * N, *dwm = dwmT + i * N;
-                    float *dsg = dsigmaT + i * N, *dm = dmuT + i * N;
-                    float *gp = g_prev + b * N;
-#pragma omp simd
-                    for (long j = 0; j < N; j++) {
-                        float s = s_row[j];
-                        dwe[j] += da * s;
-                        dwm[j] += dg * s;
-                        float dpre = (da * we[j] + dg * wm[j]) * s * (1.f - s);
-                        dsg[j] += dpre * (vb[j] - m[j]);
-                        dm[j] -= dpre * sg[j];
-                        gp[j] += dpre * sg[j];
-                    }
+                    row_bwd(&rec, &drec, i, vb, s_row, da, dg, g_prev + b * N);
                 }
                 ddt[t * B + b] += dh / (float)U;
             }
@@ -205,8 +184,14 @@ void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *
             g_next = g_prev;
             g_prev = swap;
         }
-        sensory_bwd(B, N, C, xt, sweT, swmT, ssigT, smuT, dain, dbin, dx + t * B * C, dsweT,
-                    dswmT, dssigT, dsmuT);
+        for (long b = 0; b < B; b++) {
+            for (long i = 0; i < N; i++) {
+                float a, g;
+                row_fwd(&sen, i, xt + b * C, s_row, &a, &g);
+                row_bwd(&sen, &dsen, i, xt + b * C, s_row, dain[b * N + i], dbin[b * N + i],
+                        dx + (t * B + b) * C);
+            }
+        }
     }
     memcpy(dv0, g_next, sizeof(float) * B * N);
     free(g_next);
