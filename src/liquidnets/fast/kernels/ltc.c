@@ -45,6 +45,7 @@ static inline float sig_(float x) { return 1.f / (1.f + exp_(-x)); }
 
 /* One block of synapses in CSR form, and the gradients of its per-synapse values. */
 typedef struct {
+    long ncols;
     const long *row, *col;
     const float *we, *wm, *sig, *mu;
 } Syn;
@@ -58,13 +59,24 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
                            float *g_out) {
     long lo = y->row[i], hi = y->row[i + 1];
     const long *col = y->col;
+    const float *sg = y->sig + lo, *mu = y->mu + lo, *we = y->we + lo, *wm = y->wm + lo;
     float a = 0.f, g = 0.f;
+    if (hi - lo == y->ncols) { /* a full row: columns 0..ncols-1 in order, no gather */
 #pragma omp simd reduction(+ : a, g)
-    for (long k = lo; k < hi; k++) {
-        float s = sig_(y->sig[k] * (v[col[k]] - y->mu[k]));
-        if (s_row) s_row[k - lo] = s;
-        a += s * y->we[k];
-        g += s * y->wm[k];
+        for (long k = 0; k < hi - lo; k++) {
+            float s = sig_(sg[k] * (v[k] - mu[k]));
+            if (s_row) s_row[k] = s;
+            a += s * we[k];
+            g += s * wm[k];
+        }
+    } else {
+#pragma omp simd reduction(+ : a, g)
+        for (long k = 0; k < hi - lo; k++) {
+            float s = sig_(sg[k] * (v[col[lo + k]] - mu[k]));
+            if (s_row) s_row[k] = s;
+            a += s * we[k];
+            g += s * wm[k];
+        }
     }
     *a_out = a;
     *g_out = g;
@@ -73,21 +85,35 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
 /* Backward of row_fwd for da = d a_i, dg = d g_i: parameter gradients and dv += ... */
 static inline void row_bwd(const Syn *y, const DSyn *d, long i, const float *v,
                            const float *s_row, float da, float dg, float *dv) {
-    long lo = y->row[i], hi = y->row[i + 1];
-    const long *col = y->col;
-    for (long k = lo; k < hi; k++) {
-        float s = s_row[k - lo];
-        d->we[k] += da * s;
-        d->wm[k] += dg * s;
-        float dpre = (da * y->we[k] + dg * y->wm[k]) * s * (1.f - s);
-        float diff = v[col[k]] - y->mu[k];
-        d->sig[k] += dpre * diff;
-        d->mu[k] -= dpre * y->sig[k];
-        dv[col[k]] += dpre * y->sig[k];
+    long lo = y->row[i], hi = y->row[i + 1], n = hi - lo;
+    const long *col = y->col + lo;
+    const float *sg = y->sig + lo, *mu = y->mu + lo, *we = y->we + lo, *wm = y->wm + lo;
+    float *dwe = d->we + lo, *dwm = d->wm + lo, *dsg = d->sig + lo, *dmu = d->mu + lo;
+    if (n == y->ncols) { /* a full row: v and dv indexed directly */
+#pragma omp simd
+        for (long k = 0; k < n; k++) {
+            float s = s_row[k];
+            dwe[k] += da * s;
+            dwm[k] += dg * s;
+            float dpre = (da * we[k] + dg * wm[k]) * s * (1.f - s);
+            dsg[k] += dpre * (v[k] - mu[k]);
+            dmu[k] -= dpre * sg[k];
+            dv[k] += dpre * sg[k];
+        }
+        return;
+    }
+    for (long k = 0; k < n; k++) {
+        float s = s_row[k];
+        dwe[k] += da * s;
+        dwm[k] += dg * s;
+        float dpre = (da * we[k] + dg * wm[k]) * s * (1.f - s);
+        dsg[k] += dpre * (v[col[k]] - mu[k]);
+        dmu[k] -= dpre * sg[k];
+        dv[col[k]] += dpre * sg[k];
     }
 }
 
-#define SYN(p) {p##row, p##col, p##we, p##wm, p##sig, p##mu}
+#define SYN(p, n) {n, p##row, p##col, p##we, p##wm, p##sig, p##mu}
 #define SYN_ARGS(p)                                                                          \
     const long *p##row, const long *p##col, const float *p##we, const float *p##wm,          \
         const float *p##sig, const float *p##mu
@@ -98,7 +124,7 @@ static inline void row_bwd(const Syn *y, const DSyn *d, long i, const float *v,
 void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *x,
                 const float *v0, const float *dt, const float *a_leak, const float *gleak,
                 const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *out) {
-    Syn rec = SYN(r), sen = SYN(s);
+    Syn rec = SYN(r, N), sen = SYN(s, C);
     float *ain = malloc(sizeof(float) * B * N), *bin = malloc(sizeof(float) * B * N);
     const float *v = v0;
     for (long t = 0; t < T; t++) {
@@ -135,7 +161,7 @@ void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *
                 float *dv0, float *dx, float *ddt, float *da_leak, float *dgleak, float *dcm,
                 float *drwe, float *drwm, float *drsig, float *drmu, float *dswe, float *dswm,
                 float *dssig, float *dsmu) {
-    Syn rec = SYN(r), sen = SYN(s);
+    Syn rec = SYN(r, N), sen = SYN(s, C);
     DSyn drec = {drwe, drwm, drsig, drmu}, dsen = {dswe, dswm, dssig, dsmu};
     long width = N > C ? N : C;
     float *g_next = calloc(B * N, sizeof(float)); /* d loss / d state after current unfold */
