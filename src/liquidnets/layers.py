@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from liquidnets import fast
 from liquidnets.cells import CfCCell, LSTMCell, LTCCell, WiredCfCCell
 from liquidnets.cells.solvers import ODESolver
+from liquidnets.fast import cfc as fast_cfc
+from liquidnets.fast import ltc as fast_ltc
 from liquidnets.wirings import FullyConnected, Wiring
 
 State = Tensor | tuple[Tensor, Tensor]
@@ -74,6 +76,9 @@ class LiquidRNN(nn.Module):
 
     def _check_state(self, hx: State, batch: int | None, like: Tensor) -> State:
         expected = (self.state_size,) if batch is None else (batch, self.state_size)
+        fast_ok = isinstance(hx, Tensor) and not self.use_mixed  # the common case, quickly
+        if fast_ok and hx.shape == expected and hx.dtype == like.dtype:
+            return hx
         where = "unbatched" if batch is None else "batched"
         if self.use_mixed:
             if not (isinstance(hx, tuple | list) and len(hx) == 2):
@@ -149,13 +154,10 @@ class LiquidRNN(nn.Module):
         """The fused module able to run this layer's whole sequence, or None."""
         if not fast.enabled() or self.use_mixed:
             return None
-        from liquidnets.fast import cfc as fast_cfc
-        from liquidnets.fast import ltc as fast_ltc
-
-        if isinstance(self.rnn_cell, CfCCell | WiredCfCCell) and fast_cfc.supports(self.rnn_cell):
-            return fast_cfc
-        ref = next(self.parameters())
-        if fast_ltc.supports(self.rnn_cell, ref):
+        cell = self.rnn_cell
+        if isinstance(cell, CfCCell | WiredCfCCell):
+            return fast_cfc if fast_cfc.supports(cell) else None
+        if isinstance(cell, LTCCell) and fast_ltc.supports(cell, cell.cm):
             return fast_ltc
         return None
 
@@ -199,7 +201,8 @@ class LiquidRNN(nn.Module):
         fused = self._fused() if not torch.is_grad_enabled() else None
         if fused is not None:
             y, state = fused.step(self.rnn_cell, x, state, dt)
-            y = self.fc(y)
+            if self.proj_size is not None:
+                y = self.fc(y)
         else:
             y, state = self._step(x, state, dt)
         if not batched:

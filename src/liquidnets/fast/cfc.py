@@ -13,11 +13,14 @@ scan runs `T + L - 1` steps, with each layer frozen (`active = False`) outside i
 
 from __future__ import annotations
 
+import ctypes
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from liquidnets.cells.cfc import CfCCell, WiredCfCCell
+from liquidnets.fast import native
 from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec
 
 _LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
@@ -25,11 +28,10 @@ _LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
 
 def supports(cell) -> bool:
     """Whether the fused path computes exactly what `cell` computes in this mode."""
-    cells = cell._layers if isinstance(cell, WiredCfCCell) else [cell]
-    if not all(isinstance(c, CfCCell) for c in cells):
-        return False
-    # Dropout draws random masks per step in the reference path; keep that path for it.
-    return not any(c.training and c.backbone_dropout > 0 and c.backbone_layers for c in cells)
+    if isinstance(cell, CfCCell):
+        # Dropout draws random masks per step in the reference path; keep that path for it.
+        return not (cell.training and cell.backbone_dropout > 0 and cell.backbone_layers)
+    return isinstance(cell, WiredCfCCell)  # its layers have no backbone, hence no dropout
 
 
 def _heads(cell: CfCCell) -> tuple[Tensor, Tensor]:
@@ -151,14 +153,20 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
 
 
 def _cached(cell, build):
-    """`build(cell)`, cached on the cell until a parameter changes (in place or replaced)."""
-    key = tuple((p.data_ptr(), p._version) for p in cell.parameters())
+    """`build(cell)`, cached on the cell until one of its parameters changes in place (an
+    optimiser step, `load_state_dict`) or moves (`.to()`, `.double()`): each is seen in the
+    tensors' version counters and addresses. (Walking `cell.parameters()` on every step would
+    cost more than the step itself.)"""
     cache = cell.__dict__.get("_fast_step")
-    if cache is None or cache[0] != key:
-        with torch.no_grad():
-            cache = (key, build(cell))
-        cell.__dict__["_fast_step"] = cache
-    return cache[1]
+    if cache is not None:
+        params, key, value = cache
+        if key == [(p.data_ptr(), p._version) for p in params]:
+            return value
+    params = list(cell.parameters())
+    with torch.no_grad():
+        value = build(cell)
+    cell.__dict__["_fast_step"] = (params, [(p.data_ptr(), p._version) for p in params], value)
+    return value
 
 
 def _dense_step_weights(cell: CfCCell):
@@ -179,23 +187,26 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
     """The CfC mode applied to `heads (B, nH)`; dt a number or a `(B, 1)` tensor."""
     if cell.mode == "pure":
         return cell.A - cell.A * torch.exp(-dt * (cell.w_tau.abs() + heads.abs())) * heads
-    from liquidnets.fast import native
-
     lib = native.load() if heads.dtype == torch.float32 and heads.device.type == "cpu" else None
-    if lib is not None and heads.is_contiguous():
+    if lib is not None:
         B = heads.shape[0]
-        ts = dt if isinstance(dt, Tensor) else heads.new_full((1, 1), dt)
-        ts = ts.to(heads.dtype).reshape(-1, 1).contiguous()
+        if isinstance(dt, Tensor):
+            ts = dt.to(torch.float32).expand(B, 1).contiguous()
+            ts_ptr, ts_b = ts.data_ptr(), 1
+        else:
+            ts = ctypes.c_float(dt)  # one number for the whole batch, read with stride 0
+            ts_ptr, ts_b = ctypes.addressof(ts), 0
         ff, s, h = heads.new_empty(B, 2 * H), heads.new_empty(B, H), heads.new_empty(B, H)
         lib.ln_cfc_gate_fwd(
-            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts.data_ptr(),
-            1 if ts.shape[0] > 1 else 0, 0, ff.data_ptr(), s.data_ptr(), h.data_ptr(),
+            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts_ptr, ts_b, 0,
+            ff.data_ptr(), s.data_ptr(), h.data_ptr(),
         )  # fmt: skip
         return h
     ff = torch.tanh(heads[:, : 2 * H])
-    s = torch.sigmoid(heads[:, 3 * H :] + heads[:, 2 * H : 3 * H] * dt)
+    ta, tb = heads[:, 2 * H : 3 * H], heads[:, 3 * H :]
+    s = torch.sigmoid(torch.addcmul(tb, ta, dt) if isinstance(dt, Tensor) else tb + ta * dt)
     f1, f2 = ff[:, :H], ff[:, H:]
-    return f1 + s * f2 if cell.mode == "no_gate" else torch.lerp(f1, f2, s)
+    return torch.addcmul(f1, s, f2) if cell.mode == "no_gate" else torch.lerp(f1, f2, s)
 
 
 def _dense_step(cell: CfCCell, x: Tensor, h: Tensor, dt) -> Tensor:
