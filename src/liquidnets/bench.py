@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import datetime
 import json
@@ -226,12 +227,18 @@ def _warm_up(fn: Callable[[], None], s: Settings) -> int:
     return s.repeats or min(s.max_repeats, max(s.min_repeats, wanted))
 
 
-def _interleaved(fns: dict, repeats: dict, device: str) -> dict:
-    """Seconds per call of each function, the repeats of all taken in turn."""
+def _interleaved(fns: dict, repeats: dict, device: str, burst: int = 4) -> dict:
+    """Seconds per call of each function, taken in turns so that drift in the machine's speed
+    affects all alike. Each turn is a burst of calls of one function whose first call is not
+    recorded: it pays for what the previous function left behind (caches, and memory that a
+    big model freed and the system reclaimed, which made a 7 ms step measure 50 ms)."""
     samples = {key: [] for key in fns}
-    for r in range(max(repeats.values(), default=0)):
+    while any(len(samples[key]) < repeats[key] for key in fns):
         for key, fn in fns.items():
-            if r < repeats[key]:
+            if len(samples[key]) >= repeats[key]:
+                continue
+            _clock(fn, device)  # settles the function in
+            for _ in range(min(burst - 1, repeats[key] - len(samples[key]))):
                 samples[key].append(_clock(fn, device))
     return samples
 
@@ -312,9 +319,9 @@ def _measure_memory(key: tuple, length: int, s: Settings) -> float:
         return _peak_growth_mb(lambda: _train_step(model, x), s.device)
 
 
-def _memory_child(key: tuple, length: int, s: Settings, conn) -> None:
+def _child(fn: Callable, args: tuple, conn) -> None:
     try:
-        conn.send(("ok", _measure_memory(key, length, s)))
+        conn.send(("ok", fn(*args)))
     except BaseException as e:  # report it to the parent rather than die silently
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
@@ -329,13 +336,11 @@ def _probe_context():
     return ctx
 
 
-def _memory(key: tuple, length: int, s: Settings) -> float:
-    """Peak MB of one training step, in a fresh process on CPU."""
-    if s.device == "cuda":
-        return _measure_memory(key, length, s)
+def _isolated(fn: Callable, *args):
+    """`fn(*args)` in a fresh process (picklable function and arguments)."""
     ctx = _probe_context()
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_memory_child, args=(key, length, s, send))
+    child = ctx.Process(target=_child, args=(fn, args, send))
     child.start()
     send.close()
     try:
@@ -345,8 +350,26 @@ def _memory(key: tuple, length: int, s: Settings) -> float:
     child.join()
     if status != "ok":
         code = f" (exit code {child.exitcode})" if child.exitcode else ""
-        raise RuntimeError(f"memory of {key} at T={length}: {value}{code}")
+        raise RuntimeError(f"{value}{code}")
     return value
+
+
+def _memory(key: tuple, length: int, s: Settings) -> float:
+    """Peak MB of one training step, in a fresh process on CPU."""
+    if s.device == "cuda":
+        return _measure_memory(key, length, s)
+    try:
+        return _isolated(_measure_memory, key, length, s)
+    except RuntimeError as e:
+        raise RuntimeError(f"memory of {key} at T={length}: {e}") from None
+
+
+def _round(case: str, length: int | None, keys: list, s: Settings, skipped: dict) -> dict:
+    """`_time_case` as run in a fresh process: threads, allocator and fast-path switch set."""
+    torch.set_num_threads(s.threads)
+    _keep_freed_memory()
+    with fast.disabled() if s.reference else contextlib.nullcontext():
+        return _time_case(case, length, keys, s, skipped)
 
 
 def _memory_limit_mb(s: Settings) -> float | None:
@@ -437,6 +460,25 @@ def _memory_cell(key: tuple, length: int, s: Settings) -> dict:
         return _error(e)
 
 
+def _keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process rather than return it to the system.
+
+    Otherwise the gigabytes that ncps's LTC frees after each step go back to the kernel, and
+    every later allocation, of any model, page-faults its memory in anew: on a virtual machine
+    that costs more than the arithmetic of the small models and distorts their times (we saw
+    torch's LSTM training step take 57 ms in the interleaved run against 7 ms alone).
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    ok = libc.mallopt(m_mmap_threshold, 32 * 2**20)  # the largest glibc allows
+    return bool(ok and libc.mallopt(m_trim_threshold, 2**31 - 1))
+
+
 def run(s: Settings, progress: Callable[[str], None] | None = print) -> dict:
     """Run the benchmark described by `s`; return `{"metadata", "settings", "rows"}`.
 
@@ -454,6 +496,8 @@ def run(s: Settings, progress: Callable[[str], None] | None = print) -> dict:
     try:
         with fast.disabled() if s.reference else contextlib.nullcontext():
             meta = metadata(s)
+            if s.device == "cpu":
+                meta["allocator_keeps_freed_memory"] = _keep_freed_memory()
             meta["memory_limit_mb"] = limit = _memory_limit_mb(s)
             # Backpropagation through time keeps every step's activations, so the memory of a
             # training step is linear in T: measured at the shortest length, it estimates the
@@ -475,9 +519,20 @@ def run(s: Settings, progress: Callable[[str], None] | None = print) -> dict:
                 for length in ([None] if case == "stream" else s.lengths) * (case in s.cases):
                     tick, skip = time.perf_counter(), too_big(length) if case == "train" else {}
                     skip = {k: why for k, (_, why) in skip.items()}
-                    rows += _rows(
-                        case, length, _time_case(case, length, keys, s, skip), s, have_ncps
-                    )
+                    # One round per model with the LSTM/GRU peers, and ncps in a round of its
+                    # own, each in a fresh process on the CPU: in a process where ncps's LTC
+                    # runs (it allocates and frees gigabytes per step), even torch's LSTM ran
+                    # 5x slower than alone.
+                    for model in s.models:
+                        cells = {}
+                        for group in ([(model, "ours"), (PEER, "lstm"), (PEER, "gru")],
+                                      [(model, "ncps")]):  # fmt: skip
+                            mine = [k for k in keys if k in group]
+                            args = (case, length, mine, s, skip)
+                            run_round = _isolated if s.device == "cpu" else lambda f, *a: f(*a)
+                            cells |= run_round(_round, *args) if mine else {}
+                        one = dataclasses.replace(s, models=[model])
+                        rows += _rows(case, length, cells, one, have_ncps)
                     at = "" if length is None else f" T={length}"
                     say(f"{case}{at}: {time.perf_counter() - tick:.1f} s")
             if "memory" in s.cases:
@@ -548,8 +603,9 @@ def format_table(result: dict) -> str:
         lines.append(f"| {_label(row)} | {row['model']} | {' | '.join(cells + ratios)} |")
     lines += [
         "",
-        "Medians of interleaved repeats (stream: batch 1, state carried); memory: peak growth"
-        " of one training step. Ratios above 1: ours is faster (or smaller).",
+        "Medians; ours interleaved with LSTM/GRU in one process per row, ncps in another"
+        " (stream: batch 1, state carried); memory: peak growth of one training step. Ratios"
+        " above 1: ours is faster (or smaller).",
     ]
     if "~" in notes:
         lines.append(

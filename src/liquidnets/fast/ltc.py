@@ -44,11 +44,13 @@ def _chunks(batch: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
-def _parallel(fn, parts: list[slice]) -> list:
-    if len(parts) == 1:
-        return [fn(parts[0])]
-    futures = [_pool().submit(fn, part) for part in parts]
-    return [f.result() for f in futures]
+def _parallel(fn, jobs: list) -> None:
+    """`fn(job)` for every job, the first in this thread, the others in the pool. `fn` must
+    only call the kernel: no torch ops in the pool (see `LTCScan.forward`)."""
+    futures = [_pool().submit(fn, job) for job in jobs[1:]]
+    fn(jobs[0])
+    for f in futures:
+        f.result()
 
 
 _POOL: dict = {}
@@ -77,19 +79,25 @@ class LTCScan(torch.autograd.Function):
         pointers = [*params[:3], r_row, r_col, *params[3:7], s_row, s_col, *params[7:]]
         pointers = [_ptr(p) for p in pointers]
 
-        def run_chunk(rows: slice):
+        # Tensors are made here, in the calling thread: a torch op in a worker thread would
+        # start another OpenMP team, whose spinning threads then slow every later torch op.
+        results = []
+        for rows in _chunks(B):
             per_row = [x[:, rows].contiguous(), v0[rows].contiguous(), dt[:, rows].contiguous()]
             b = rows.stop - rows.start
             vs = x.new_empty(T, unfolds, b, N)  # state before every unfold
             out = x.new_empty(T, b, N)
+            results.append((per_row, vs, out))
+
+        def run_chunk(job):
+            per_row, vs, out = job
             lib.ln_ltc_fwd(
-                T, b, N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row), *pointers,
-                _ptr(vs), _ptr(out),
+                T, vs.shape[2], N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row),
+                *pointers, _ptr(vs), _ptr(out),
             )  # fmt: skip
-            return per_row, vs, out
 
         parts = _chunks(B)
-        results = _parallel(run_chunk, parts)
+        _parallel(run_chunk, results)
         ctx.unfolds, ctx.eps, ctx.parts, ctx.pointers = unfolds, eps, parts, pointers
         ctx.results = results
         ctx.save_for_backward(*params, *index)
@@ -100,20 +108,23 @@ class LTCScan(torch.autograd.Function):
         params = ctx.saved_tensors[:-4]
         lib = native.load()
 
-        def run_chunk(job):
-            rows, ((x, v0, dt), vs, out) = job
-            T, b, C = x.shape
-            N = v0.shape[1]
+        jobs, results = [], []
+        for rows, ((x, v0, dt), vs, out) in zip(ctx.parts, ctx.results, strict=True):
             d_rows = [torch.zeros_like(t) for t in (v0, x, dt)]
             d_params = [torch.zeros_like(p) for p in params]
-            d_out = dout[:, rows].contiguous()  # kept alive while the kernel reads it
-            lib.ln_ltc_bwd(
-                T, b, N, C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
-                *ctx.pointers, _ptr(vs), _ptr(out), _ptr(d_out), *map(_ptr, d_rows + d_params),
-            )  # fmt: skip
-            return d_rows, d_params
+            d_out = dout[:, rows].contiguous()
+            jobs.append((x, dt, vs, out, d_out, d_rows + d_params))
+            results.append((d_rows, d_params))
 
-        results = _parallel(run_chunk, list(zip(ctx.parts, ctx.results, strict=True)))
+        def run_chunk(job):
+            x, dt, vs, out, d_out, grads = job
+            T, b, C = x.shape
+            lib.ln_ltc_bwd(
+                T, b, vs.shape[3], C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
+                *ctx.pointers, _ptr(vs), _ptr(out), _ptr(d_out), *map(_ptr, grads),
+            )  # fmt: skip
+
+        _parallel(run_chunk, jobs)
         del ctx.results
         dv0 = torch.cat([r[0][0] for r in results], dim=0)
         dx, ddt = (torch.cat([r[0][k] for r in results], dim=1) for k in (1, 2))
