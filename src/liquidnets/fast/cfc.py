@@ -196,11 +196,10 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
         else:
             ts = ctypes.c_float(dt)  # one number for the whole batch, read with stride 0
             ts_ptr, ts_b = ctypes.addressof(ts), 0
-        ff, s, h = heads.new_empty(B, 2 * H), heads.new_empty(B, H), heads.new_empty(B, H)
-        lib.ln_cfc_gate_fwd(
-            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts_ptr, ts_b, 0,
-            ff.data_ptr(), s.data_ptr(), h.data_ptr(),
-        )  # fmt: skip
+        h = heads.new_empty(B, H)
+        lib.ln_cfc_gate_fwd(  # in place on heads, a fresh tensor of ours
+            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts_ptr, ts_b, 0, h.data_ptr()
+        )
         return h
     ff = torch.tanh(heads[:, : 2 * H])
     ta, tb = heads[:, 2 * H : 3 * H], heads[:, 3 * H :]

@@ -89,10 +89,10 @@ class _Native:
         base, step = buf.data_ptr(), buf.stride(0) * buf.element_size()
         return [base + t * step for t in range(buf.shape[0])]
 
-    def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs, FF, S) -> None:
+    def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
         lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
         P_t, H_t, heads_t = P.unbind(0), Hs.unbind(0), heads_all.unbind(0)
-        heads_p, ff_p, s_p, h_p = map(self.rows, (heads_all, FF, S, Hs))
+        heads_p, h_p = map(self.rows, (heads_all, Hs))
         if Zs:
             Z_t, z_p, n = Zs[0].unbind(0), self.rows(Zs[0]), Zs[0][0].numel()
         h = h0
@@ -105,21 +105,19 @@ class _Native:
                 torch.addmm(P_t[t], h, Wr, out=heads_t[t])
             lib.ln_cfc_gate_fwd(
                 B, H, self.no_gate, heads_p[t], self.ts + t * self.ts_t, self.ts_b, self.ts_h,
-                ff_p[t], s_p[t], h_p[t],
+                h_p[t],
             )  # fmt: skip
             if ramps is not None and ramps[t]:
                 H_t[t].copy_(torch.where(active[t], H_t[t], h))
             h = H_t[t]
 
-    def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, FF, S, dP, dheads_all, dts):
+    def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dheads_all, dts):
         """Fills `dP`, `dheads_all` and (if not None) the per-element `dts (T, B, H)`;
         returns the gradient of `h0`."""
         lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
         dHs = dHs.contiguous()
         WrT, WhT = Wr.t(), Wh.t()
-        dout_p, ff_p, s_p, heads_p, dheads_p, dP_p = map(
-            self.rows, (dHs, FF, S, heads_all, dheads_all, dP)
-        )
+        dout_p, heads_p, dheads_p, dP_p = map(self.rows, (dHs, heads_all, dheads_all, dP))
         dts_p = self.rows(dts) if dts is not None else [None] * len(dout_p)
         dP_t, dheads_t = dP.unbind(0), dheads_all.unbind(0)
         if Zs:
@@ -134,8 +132,8 @@ class _Native:
                 gh = torch.where(active[t], g, 0.0).contiguous()
                 dout = None
             lib.ln_cfc_gate_bwd(
-                B, H, self.no_gate, dout, gh.data_ptr(), ff_p[t], s_p[t], heads_p[t],
-                self.ts + t * self.ts_t, self.ts_b, self.ts_h, dheads_p[t], dts_p[t],
+                B, H, self.no_gate, dout, gh.data_ptr(), heads_p[t], self.ts + t * self.ts_t,
+                self.ts_b, self.ts_h, dheads_p[t], dts_p[t],
             )  # fmt: skip
             if Zs:
                 torch.mm(dheads_t[t], WhT, out=dz)  # (B, U)
@@ -178,13 +176,14 @@ class CfCScan(torch.autograd.Function):
         if pure:
             E = P.new_empty(T, B, H)  # exp(-t (|w_tau| + |f|))
             abs_wt = w_tau.abs()
-        else:
+        native = _Native.create(spec, P, ts, len(weights))
+        if not pure and native is None:
             FF = P.new_empty(T, B, 2 * H)  # tanh of the f1/f2 heads
             S = P.new_empty(T, B, H)  # the time gate
-
-        native = _Native.create(spec, P, ts, len(weights))
+        elif not pure:  # the kernel leaves tanh(f1), tanh(f2) and the gate in heads_all
+            FF = S = P.new_empty(0)
         if native is not None:
-            native.forward(P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs, FF, S)
+            native.forward(P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs)
         h = h0
         for t in range(T if native is None else 0):
             if has_backbone:
@@ -260,9 +259,7 @@ class CfCScan(torch.autograd.Function):
         gh = h0.new_zeros(h0.shape)
         if native is not None:
             dts_elem = P.new_empty(T, B, H) if want_ts else None  # d s_pre * t_a per element
-            gh = native.backward(
-                dHs, h0, Wr, Wh, active, Zs, heads_all, FF, S, dP, dheads_all, dts_elem
-            )
+            gh = native.backward(dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dheads_all, dts_elem)
             if want_ts:
                 dts += _sum_to(dts_elem, ts.shape)
         for t in range(T - 1 if native is None else -1, -1, -1):

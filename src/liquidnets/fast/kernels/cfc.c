@@ -33,38 +33,41 @@ void ln_tanh_bwd(long n, const float *dy, const float *y, float *dx) {
     for (long i = 0; i < n; i++) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
-/* ff = tanh([f1|f2]); s = sigmoid(t_a * ts + t_b); h = f1 + s (f2 - f1)  (no_gate: f1 + s f2) */
-void ln_cfc_gate_fwd(long B, long H, int no_gate, const float *heads, const float *ts,
-                     long ts_sb, long ts_sh, float *ff, float *s, float *h) {
+/* In place on each row of heads = [f1 | f2 | t_a | t_b] (B x 4H):
+ *   f1, f2 <- tanh(f1), tanh(f2);  t_b <- s = sigmoid(t_a * ts + t_b);
+ *   h = f1 + s (f2 - f1)  (no_gate: f1 + s f2).
+ * The backward needs tanh(f1), tanh(f2), t_a and s, which is what the row then holds: the raw
+ * heads are not kept, which saves 3 H floats per step and sample. */
+void ln_cfc_gate_fwd(long B, long H, int no_gate, float *heads, const float *ts, long ts_sb,
+                     long ts_sh, float *h) {
     for (long b = 0; b < B; b++) {
-        const float *hd = heads + b * 4 * H;
+        float *hd = heads + b * 4 * H, *hb = h + b * H;
         const float *tb = ts + b * ts_sb;
-        float *f = ff + b * 2 * H, *sb = s + b * H, *hb = h + b * H;
 #pragma omp simd
-        for (long j = 0; j < 2 * H; j++) f[j] = tanhf_(hd[j]);
+        for (long j = 0; j < 2 * H; j++) hd[j] = tanhf_(hd[j]);
 #pragma omp simd
         for (long j = 0; j < H; j++) {
             float g = sigmoidf_(hd[2 * H + j] * tb[j * ts_sh] + hd[3 * H + j]);
-            sb[j] = g;
-            hb[j] = no_gate ? f[j] + g * f[H + j] : f[j] + g * (f[H + j] - f[j]);
+            hd[3 * H + j] = g;
+            hb[j] = no_gate ? hd[j] + g * hd[H + j] : hd[j] + g * (hd[H + j] - hd[j]);
         }
     }
 }
 
-/* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL). Writes d heads and, if
- * dts is not NULL, the per-element timespan gradient d s_pre * t_a (B x H). */
+/* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL), from the rows it left.
+ * Writes d heads (B x 4H) and, if dts is not NULL, the per-element d s_pre * t_a (B x H). */
 void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float *gh,
-                     const float *ff, const float *s, const float *heads, const float *ts,
-                     long ts_sb, long ts_sh, float *dheads, float *dts) {
+                     const float *heads, const float *ts, long ts_sb, long ts_sh,
+                     float *dheads, float *dts) {
     for (long b = 0; b < B; b++) {
-        const float *f = ff + b * 2 * H, *sb = s + b * H, *hd = heads + b * 4 * H;
+        const float *hd = heads + b * 4 * H;
         const float *gb = gh + b * H, *ob = dout ? dout + b * H : 0;
         const float *tb = ts + b * ts_sb;
         float *d = dheads + b * 4 * H, *dt = dts ? dts + b * H : 0;
 #pragma omp simd
         for (long j = 0; j < H; j++) {
             float g = gb[j] + (ob ? ob[j] : 0.f);
-            float f1 = f[j], f2 = f[H + j], sg = sb[j];
+            float f1 = hd[j], f2 = hd[H + j], sg = hd[3 * H + j];
             float dgate = no_gate ? g * f2 : g * (f2 - f1);
             float df1 = no_gate ? g : g * (1.f - sg);
             float df2 = g * sg;
