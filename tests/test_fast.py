@@ -58,8 +58,8 @@ def test_fused_equals_reference_float64(name, kind):
 @pytest.mark.parametrize("kind", TIMESPANS)
 @pytest.mark.parametrize("name", FUSED)
 def test_fused_equals_reference_float32(name, kind, use_native, monkeypatch):
-    if not use_native:
-        monkeypatch.setenv("LIQUIDNETS_NATIVE", "0")
+    if not use_native:  # as with LIQUIDNETS_NATIVE=0 in the environment at the first call
+        monkeypatch.setattr(native, "_state", {"tried": True, "lib": None, "error": None})
     model = make(name)
     fused, reference = run_both(model, *inputs(model, torch.float32, kind))
     for a, b in zip(fused, reference, strict=True):
@@ -153,3 +153,9 @@ def test_streaming_step_without_grad_equals_the_sequence(name):
         with liquidnets.fast.disabled():
             expected, _ = model(x[:, :1], timespans=ts[:, :1])
         torch.testing.assert_close(y_new, expected[:, 0], rtol=1e-4, atol=1e-5)
+
+
+def test_the_environment_turns_the_kernels_off(monkeypatch):
+    monkeypatch.setattr(native, "_state", {"tried": False, "lib": None, "error": None})
+    monkeypatch.setenv("LIQUIDNETS_NATIVE", "0")
+    assert native.load() is None and native.error() is None

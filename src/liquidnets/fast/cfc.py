@@ -216,18 +216,43 @@ def _dense_step(cell: CfCCell, x: Tensor, h: Tensor, dt) -> Tensor:
     return _gate(cell, torch.addmm(bh, z, Wh), dt, cell.hidden_size)
 
 
+def _wired_step_weights(cell: WiredCfCCell):
+    """One `(N, sum 4 n_l)` matmul gives every layer's recurrent part at once (each layer
+    reads only its own old state); what remains per layer is its input part. Columns are
+    layer by layer, each `[f1 | f2 | t_a | t_b]` (or `[f]` in pure mode)."""
+    N, offset = cell.state_size, 0
+    own_blocks, inputs, biases = [], [], []
+    for layer, n in zip(cell._layers, cell.layer_sizes, strict=True):
+        w, b = _heads(layer)  # (nH_l, in_l + n)
+        width_in = w.shape[1] - n
+        block = w.new_zeros(N, w.shape[0])
+        block[offset : offset + n] = w[:, width_in:].t()
+        own_blocks.append(block)
+        inputs.append(w[:, :width_in].t().contiguous())  # (in_l, nH_l)
+        biases.append(b)
+        offset += n
+    return torch.cat(own_blocks, dim=1).contiguous(), torch.cat(biases), inputs
+
+
+def _wired_step(cell: WiredCfCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
+    own_w, bias, inputs = _cached(cell, _wired_step_weights)
+    own = torch.addmm(bias, h, own_w)  # (B, sum nH_l): every layer's old-state part
+    new, inp, col = [], x, 0
+    for layer, w_in, n in zip(cell._layers, inputs, cell.layer_sizes, strict=True):
+        width = w_in.shape[1]
+        heads = torch.addmm(own[:, col : col + width], inp, w_in)  # (B, nH_l)
+        inp = _gate(layer, heads, dt, n)  # (B, n)
+        new.append(inp)
+        col += width
+    state = torch.cat(new, dim=1)
+    return (inp if cell._motor_index is None else state[:, cell._motor_index]), state
+
+
 def step(cell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
     """One step without autograd, with the weights prepared once and cached."""
     if isinstance(dt, Tensor) and dt.dim() == 1:
         dt = dt.unsqueeze(-1)  # (B, 1)
-    if not isinstance(cell, WiredCfCCell):
-        h = _dense_step(cell, x, h, dt)
-        return h, h
-    states = torch.split(h, cell.layer_sizes, dim=1)
-    new, inp = [], x
-    for layer, h_l in zip(cell._layers, states, strict=True):
-        inp = _dense_step(layer, inp, h_l, dt)
-        new.append(inp)
-    state = torch.cat(new, dim=1)
-    out = inp if cell._motor_index is None else state[:, cell._motor_index]
-    return out, state
+    if isinstance(cell, WiredCfCCell):
+        return _wired_step(cell, x, h, dt)
+    h = _dense_step(cell, x, h, dt)
+    return h, h

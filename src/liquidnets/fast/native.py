@@ -76,14 +76,16 @@ def _build(cc: str, sources: list[Path], target: Path) -> None:
 
 
 def load() -> ctypes.CDLL | None:
-    """The kernel library, building it on first call; None when unavailable."""
-    if os.environ.get("LIQUIDNETS_NATIVE", "1") in ("0", "false", "no"):
-        return None
+    """The kernel library, building it on first call; None when unavailable.
+    `LIQUIDNETS_NATIVE` is read at that first call (this is on every step's path)."""
     if _state["tried"]:
         return _state["lib"]
     with _lock:
         if _state["tried"]:
             return _state["lib"]
+        if os.environ.get("LIQUIDNETS_NATIVE", "1") in ("0", "false", "no"):
+            _state["tried"] = True
+            return None
         try:
             _state["lib"] = _load()
         except Exception as exc:  # no compiler, a failed build, an unloadable library
