@@ -154,18 +154,19 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
 
 def _cached(cell, build):
     """`build(cell)`, cached on the cell until one of its parameters changes in place (an
-    optimiser step, `load_state_dict`) or moves (`.to()`, `.double()`): each is seen in the
-    tensors' version counters and addresses. (Walking `cell.parameters()` on every step would
-    cost more than the step itself.)"""
+    optimiser step, `load_state_dict`, a constraint) or the module moves (`.to()`,
+    `.double()`, which replace every parameter's storage). Version counters and one address
+    tell: walking `cell.parameters()` on every step would cost more than the step itself."""
     cache = cell.__dict__.get("_fast_step")
     if cache is not None:
         params, key, value = cache
-        if key == [(p.data_ptr(), p._version) for p in params]:
+        if key == (params[0].data_ptr(), [p._version for p in params]):
             return value
     params = list(cell.parameters())
     with torch.no_grad():
         value = build(cell)
-    cell.__dict__["_fast_step"] = (params, [(p.data_ptr(), p._version) for p in params], value)
+    key = (params[0].data_ptr(), [p._version for p in params])
+    cell.__dict__["_fast_step"] = (params, key, value)
     return value
 
 
