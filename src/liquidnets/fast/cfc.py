@@ -21,6 +21,7 @@ from torch import Tensor
 
 from liquidnets.cells.cfc import CfCCell, WiredCfCCell
 from liquidnets.fast import native
+from liquidnets.fast._cache import cached
 from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec
 
 _LECUN = (0.666, 1.7159)  # (inner, outer) scale of lecun_tanh
@@ -152,24 +153,6 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
 # -- one step, for streaming (inference only) ----------------------------------------------
 
 
-def _cached(cell, build):
-    """`build(cell)`, cached on the cell until one of its parameters changes in place (an
-    optimiser step, `load_state_dict`, a constraint) or the module moves (`.to()`,
-    `.double()`, which replace every parameter's storage). Version counters and one address
-    tell: walking `cell.parameters()` on every step would cost more than the step itself."""
-    cache = cell.__dict__.get("_fast_step")
-    if cache is not None:
-        params, key, value = cache
-        if key == (params[0].data_ptr(), [p._version for p in params]):
-            return value
-    params = list(cell.parameters())
-    with torch.no_grad():
-        value = build(cell)
-    key = (params[0].data_ptr(), [p._version for p in params])
-    cell.__dict__["_fast_step"] = (params, key, value)
-    return value
-
-
 def _dense_step_weights(cell: CfCCell):
     """`[x; h]`-side weights of a dense cell, transposed and scaled as in `run_dense`."""
     head_w, head_b = _heads(cell)
@@ -210,7 +193,7 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
 
 
 def _dense_step(cell: CfCCell, x: Tensor, h: Tensor, dt) -> Tensor:
-    layers, Wh, bh, act = _cached(cell, _dense_step_weights)
+    layers, Wh, bh, act = cached(cell, _dense_step_weights)
     z = torch.cat([x, h], dim=1)  # (B, C + H)
     for W, b in layers:
         z = _ACT[act](torch.addmm(b, z, W))  # (B, U)
@@ -236,7 +219,7 @@ def _wired_step_weights(cell: WiredCfCCell):
 
 
 def _wired_step(cell: WiredCfCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    own_w, bias, inputs = _cached(cell, _wired_step_weights)
+    own_w, bias, inputs = cached(cell, _wired_step_weights)
     own = torch.addmm(bias, h, own_w)  # (B, sum nH_l): every layer's old-state part
     new, inp, col = [], x, 0
     for layer, w_in, n in zip(cell._layers, inputs, cell.layer_sizes, strict=True):

@@ -20,6 +20,7 @@ from torch import Tensor
 from liquidnets.cells.ltc import LTCCell
 from liquidnets.cells.solvers import SemiImplicit
 from liquidnets.fast import native
+from liquidnets.fast._cache import cached
 
 
 def supports(cell, x: Tensor) -> bool:
@@ -182,9 +183,7 @@ def _step_weights(cell: LTCCell):
 
 def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
     """One step without autograd, the synapses prepared once and cached."""
-    from liquidnets.fast.cfc import _cached
-
-    params = _cached(cell, _step_weights)
+    params = cached(cell, _step_weights)
     B, C = x.shape
     N = h.shape[1]
     xm = cell._map_inputs(x).contiguous()
