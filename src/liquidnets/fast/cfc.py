@@ -215,12 +215,33 @@ def _wired_step_weights(cell: WiredCfCCell):
         inputs.append(w[:, :width_in].t().contiguous())  # (in_l, nH_l)
         biases.append(b)
         offset += n
-    return torch.cat(own_blocks, dim=1).contiguous(), torch.cat(biases), inputs
+    sizes = (ctypes.c_long * len(cell.layer_sizes))(*cell.layer_sizes)  # for the kernel
+    flat = torch.cat([w.reshape(-1) for w in inputs])
+    return torch.cat(own_blocks, dim=1).contiguous(), torch.cat(biases), inputs, flat, sizes
 
 
 def _wired_step(cell: WiredCfCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    own_w, bias, inputs = cached(cell, _wired_step_weights)
+    own_w, bias, inputs, flat, sizes = cached(cell, _wired_step_weights)
     own = torch.addmm(bias, h, own_w)  # (B, sum nH_l): every layer's old-state part
+    lib = native.load() if own.dtype == torch.float32 and own.device.type == "cpu" else None
+    if lib is not None and cell.mode != "pure":  # all layers in one kernel call
+        B = x.shape[0]
+        x_c = x.contiguous()
+        if isinstance(dt, Tensor):
+            ts = dt.to(torch.float32).expand(B, 1).contiguous()
+            ts_ptr, ts_b = ts.data_ptr(), 1
+        else:
+            ts = ctypes.c_float(dt)
+            ts_ptr, ts_b = ctypes.addressof(ts), 0
+        state = x.new_empty(B, cell.state_size)
+        work = x.new_empty(B, max(w.shape[1] for w in inputs))
+        lib.ln_cfc_wired_step(
+            B, len(sizes), ctypes.addressof(sizes), x.shape[1], int(cell.mode == "no_gate"),
+            own.data_ptr(), flat.data_ptr(), x_c.data_ptr(), ts_ptr, ts_b, state.data_ptr(),
+            work.data_ptr(),
+        )  # fmt: skip
+        last = state[:, cell.state_size - cell.layer_sizes[-1] :]
+        return (last if cell._motor_index is None else state[:, cell._motor_index]), state
     new, inp, col = [], x, 0
     for layer, w_in, n in zip(cell._layers, inputs, cell.layer_sizes, strict=True):
         width = w_in.shape[1]

@@ -35,6 +35,10 @@ SIGNATURES: dict[str, list] = {
     "ln_tanh_bwd": [_c_long, _ptr, _ptr, _ptr],
     "ln_cfc_gate_fwd": [_c_long, _c_long, _c_int, _ptr, _ptr, _c_long, _c_long, _ptr],
     "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int] + [_ptr] * 4 + [_c_long, _c_long, _ptr, _ptr],
+    # B, L, sizes, C, no_gate, own, win, x, ts, ts_b, state, work
+    "ln_cfc_wired_step": [_c_long, _c_long, _ptr, _c_long, _c_int]
+    + [_ptr] * 4
+    + [_c_long, _ptr, _ptr],
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
     # T, B, N, C, U, eps, then 20 input and 14 output pointers
