@@ -128,9 +128,12 @@ def test_kernels_build_into_the_cache(monkeypatch, tmp_path):
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
 
 
+@pytest.mark.parametrize("use_native", [True, False], ids=["native", "torch-ops"])
 @pytest.mark.parametrize("name", MODELS)
-def test_streaming_step_without_grad_equals_the_sequence(name):
+def test_streaming_step_without_grad_equals_the_sequence(name, use_native, monkeypatch):
     # Under no_grad, step() takes a fused single step with cached weights.
+    if not use_native:
+        monkeypatch.setattr(native, "_state", {"tried": True, "lib": None, "error": None})
     model = make(name)
     x, ts = torch.randn(3, 7, 4), irregular(3, 7)
     with torch.no_grad(), liquidnets.fast.disabled():

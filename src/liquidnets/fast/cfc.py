@@ -167,6 +167,16 @@ def _dense_step_weights(cell: CfCCell):
     return layers, (head_w.t() * outer).contiguous(), head_b, act
 
 
+def _timestep_pointer(dt, batch: int):
+    """`(keep_alive, address, batch_stride)` of the elapsed time for a kernel: a `(B, 1)`
+    float32 tensor, or one C float read with stride 0 for the whole batch."""
+    if isinstance(dt, Tensor):
+        ts = dt.to(torch.float32).expand(batch, 1).contiguous()
+        return ts, ts.data_ptr(), 1
+    ts = ctypes.c_float(dt)
+    return ts, ctypes.addressof(ts), 0
+
+
 def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
     """The CfC mode applied to `heads (B, nH)`; dt a number or a `(B, 1)` tensor."""
     if cell.mode == "pure":
@@ -174,12 +184,7 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
     lib = native.load() if heads.dtype == torch.float32 and heads.device.type == "cpu" else None
     if lib is not None:
         B = heads.shape[0]
-        if isinstance(dt, Tensor):
-            ts = dt.to(torch.float32).expand(B, 1).contiguous()
-            ts_ptr, ts_b = ts.data_ptr(), 1
-        else:
-            ts = ctypes.c_float(dt)  # one number for the whole batch, read with stride 0
-            ts_ptr, ts_b = ctypes.addressof(ts), 0
+        _alive, ts_ptr, ts_b = _timestep_pointer(dt, B)  # _alive: kept until the call
         h = heads.new_empty(B, H)
         lib.ln_cfc_gate_fwd(  # in place on heads, a fresh tensor of ours
             B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts_ptr, ts_b, 0, h.data_ptr()
@@ -227,12 +232,7 @@ def _wired_step(cell: WiredCfCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, T
     if lib is not None and cell.mode != "pure":  # all layers in one kernel call
         B = x.shape[0]
         x_c = x.contiguous()
-        if isinstance(dt, Tensor):
-            ts = dt.to(torch.float32).expand(B, 1).contiguous()
-            ts_ptr, ts_b = ts.data_ptr(), 1
-        else:
-            ts = ctypes.c_float(dt)
-            ts_ptr, ts_b = ctypes.addressof(ts), 0
+        _alive, ts_ptr, ts_b = _timestep_pointer(dt, B)  # _alive: kept until the call
         state = x.new_empty(B, cell.state_size)
         work = x.new_empty(B, max(w.shape[1] for w in inputs))
         lib.ln_cfc_wired_step(
