@@ -278,8 +278,9 @@ def _time_case(case: str, length: int | None, keys: list, s: Settings, skipped: 
 
 
 # -- memory --------------------------------------------------------------------------------
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
+def _proc_kb(path: str, field: str) -> int:
+    """A `field:  N kB` line of a /proc file (status, meminfo), in kB."""
+    with open(path) as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
@@ -305,9 +306,9 @@ def _peak_growth_mb(fn: Callable[[], None], device: str) -> float:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         fn()
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / per_mb
-    before = _status_kb("VmRSS")
+    before = _proc_kb("/proc/self/status", "VmRSS")
     fn()
-    return (_status_kb("VmHWM") - before) / 1024
+    return (_proc_kb("/proc/self/status", "VmHWM") - before) / 1024
 
 
 def _measure_memory(key: tuple, length: int, s: Settings) -> float:
@@ -378,17 +379,9 @@ def _memory_limit_mb(s: Settings) -> float | None:
     if s.device == "cuda":
         return torch.cuda.mem_get_info()[0] / 2**20 / 2
     try:
-        return _meminfo_kb("MemAvailable") / 1024 / 2
+        return _proc_kb("/proc/meminfo", "MemAvailable") / 1024 / 2
     except (OSError, KeyError):
         return None
-
-
-def _meminfo_kb(field: str) -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
 
 
 # -- the run -------------------------------------------------------------------------------
