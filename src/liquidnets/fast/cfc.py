@@ -199,6 +199,21 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
 
 def _dense_step(cell: CfCCell, x: Tensor, h: Tensor, dt) -> Tensor:
     layers, Wh, bh, act = cached(cell, _dense_step_weights)
+    B, H = x.shape[0], cell.hidden_size
+    small = B <= 8 and len(layers) <= 1 and act in ("tanh", "none") and cell.mode != "pure"
+    lib = native.load() if small and x.dtype == torch.float32 and x.device.type == "cpu" else None
+    if lib is not None:  # matrix-vector sizes: the whole step in one kernel call
+        W1, b1 = layers[0] if layers else (Wh, bh)  # unused without a backbone
+        U = W1.shape[1] if layers else 0
+        x_c, h_c = x.contiguous(), h.contiguous()
+        work, h_out = x.new_empty(U + 4 * H), x.new_empty(B, H)
+        _alive, ts_ptr, ts_b = _timestep_pointer(dt, B)  # _alive: kept until the call
+        lib.ln_cfc_dense_step(
+            B, x.shape[1], H, U, int(cell.mode == "no_gate"), x_c.data_ptr(), h_c.data_ptr(),
+            W1.data_ptr(), b1.data_ptr(), Wh.data_ptr(), bh.data_ptr(), ts_ptr, ts_b,
+            work.data_ptr(), h_out.data_ptr(),
+        )  # fmt: skip
+        return h_out
     z = torch.cat([x, h], dim=1)  # (B, C + H)
     for W, b in layers:
         z = _ACT[act](torch.addmm(b, z, W))  # (B, U)

@@ -35,6 +35,8 @@ SIGNATURES: dict[str, list] = {
     "ln_tanh_bwd": [_c_long, _ptr, _ptr, _ptr],
     "ln_cfc_gate_fwd": [_c_long, _c_long, _c_int, _ptr, _ptr, _c_long, _c_long, _ptr],
     "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int] + [_ptr] * 4 + [_c_long, _c_long, _ptr, _ptr],
+    # B, C, H, U, no_gate, x, h, W1, b1, Wh, bh, ts, ts_b, work, h_out
+    "ln_cfc_dense_step": [_c_long] * 4 + [_c_int] + [_ptr] * 7 + [_c_long, _ptr, _ptr],
     # B, L, sizes, C, no_gate, own, win, x, ts, ts_b, state, work
     "ln_cfc_wired_step": [_c_long, _c_long, _ptr, _c_long, _c_int]
     + [_ptr] * 4

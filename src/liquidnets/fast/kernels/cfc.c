@@ -119,3 +119,42 @@ void ln_cfc_wired_step(long B, long L, const long *sizes, long C, int no_gate,
         in_w = n;
     }
 }
+
+/* One inference step of a dense CfC cell for a small batch, with the matmuls done here:
+ * at batch 1 they are matrix-vector products, too small for a BLAS call to pay off.
+ *   z = tanh([x, h] W1 + b1)      W1: (C + H) x U row-major  (U = 0: no backbone, z = [x, h])
+ *   heads = z Wh + bh             Wh: width(z) x 4H row-major
+ *   h_out = gate(heads)           as ln_cfc_gate_fwd
+ * work: U + 4H floats. */
+void ln_cfc_dense_step(long B, long C, long H, long U, int no_gate, const float *x,
+                       const float *h, const float *W1, const float *b1, const float *Wh,
+                       const float *bh, const float *ts, long ts_sb, float *work,
+                       float *h_out) {
+    long in_w = C + H, z_w = U ? U : in_w, w4 = 4 * H;
+    float *z = work, *heads = work + (U ? U : 0);
+    for (long b = 0; b < B; b++) {
+        const float *xb = x + b * C, *hb = h + b * H;
+        const float *zin;
+        if (U) {
+            memcpy(z, b1, sizeof(float) * U);
+            for (long c = 0; c < in_w; c++) {
+                float v = c < C ? xb[c] : hb[c - C];
+                const float *wr = W1 + c * U;
+#pragma omp simd
+                for (long k = 0; k < U; k++) z[k] += v * wr[k];
+            }
+            ln_tanh_fwd(U, z, z);
+            zin = z;
+        } else {
+            zin = 0;
+        }
+        memcpy(heads, bh, sizeof(float) * w4);
+        for (long c = 0; c < z_w; c++) {
+            float v = U ? zin[c] : (c < C ? xb[c] : hb[c - C]);
+            const float *wr = Wh + c * w4;
+#pragma omp simd
+            for (long k = 0; k < w4; k++) heads[k] += v * wr[k];
+        }
+        ln_cfc_gate_fwd(1, H, no_gate, heads, ts + b * ts_sb, 0, 0, h_out + b * H);
+    }
+}
