@@ -216,7 +216,9 @@ class CfCScan(torch.autograd.Function):
             h = Hs[t]
 
         ctx.spec = spec
-        saved = [P, h0, ts, Wr, Wh, bh, A, w_tau, active, Hs, heads_all, *Zs, *Pres, *weights]
+        # P itself is not needed backwards (only its shape): not keeping it saves T B K floats
+        ctx.p_shape = P.shape
+        saved = [h0, ts, Wr, Wh, bh, A, w_tau, active, Hs, heads_all, *Zs, *Pres, *weights]
         saved += [E] if pure else [FF, S]
         ctx.n_z = len(Zs)
         ctx.save_for_backward(*saved)
@@ -225,7 +227,7 @@ class CfCScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dHs):
         spec: ScanSpec = ctx.spec
-        P, h0, ts, Wr, Wh, _bh, A, w_tau, active, Hs, heads_all, *rest = ctx.saved_tensors
+        h0, ts, Wr, Wh, _bh, A, w_tau, active, Hs, heads_all, *rest = ctx.saved_tensors
         nz = ctx.n_z
         Zs = rest[:nz]
         keep_pre = spec.act in ("silu", "gelu")
@@ -238,13 +240,20 @@ class CfCScan(torch.autograd.Function):
             (E,) = rest
         else:
             FF, S = rest
-        T, B, _ = P.shape
+        T, B, _ = ctx.p_shape
         H = spec.hidden
         has_backbone = nz > 0
         want_ts = ctx.needs_input_grad[3]
 
-        dP = torch.empty_like(P)  # d pre_t, all t
-        dheads_all = torch.empty_like(heads_all) if has_backbone else dP
+        native = _Native.create(spec, heads_all, ts, len(weights))
+        if native is not None:
+            # The kernel reads each row of heads_all before writing its gradient there: the
+            # gradients take the place of the values, and the peak memory drops by T B 4H.
+            dP = heads_all if not has_backbone else heads_all.new_empty(ctx.p_shape)
+            dheads_all = heads_all
+        else:
+            dP = heads_all.new_empty(ctx.p_shape)  # d pre_t, all t
+            dheads_all = torch.empty_like(heads_all) if has_backbone else dP
         dpre_deep = [torch.empty_like(z) for z in Zs[1:]]
         dts = torch.zeros_like(ts) if want_ts else None
         if pure:
@@ -255,10 +264,11 @@ class CfCScan(torch.autograd.Function):
         WhT = Wh.t()
         WT = [w.t() for w in weights]
 
-        native = _Native.create(spec, P, ts, len(weights))
         gh = h0.new_zeros(h0.shape)
         if native is not None:
-            dts_elem = P.new_empty(T, B, H) if want_ts else None  # d s_pre * t_a per element
+            dts_elem = (
+                heads_all.new_empty(T, B, H) if want_ts else None
+            )  # d s_pre * t_a per element
             gh = native.backward(dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dheads_all, dts_elem)
             if want_ts:
                 dts += _sum_to(dts_elem, ts.shape)

@@ -56,7 +56,8 @@ void ln_cfc_gate_fwd(long B, long H, int no_gate, float *heads, const float *ts,
 }
 
 /* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL), from the rows it left.
- * Writes d heads (B x 4H) and, if dts is not NULL, the per-element d s_pre * t_a (B x H). */
+ * Writes d heads (B x 4H; it may be heads itself) and, if dts is not NULL, the per-element
+ * d s_pre * t_a (B x H). */
 void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float *gh,
                      const float *heads, const float *ts, long ts_sb, long ts_sh,
                      float *dheads, float *dts) {
@@ -68,7 +69,8 @@ void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float
 #pragma omp simd
         for (long j = 0; j < H; j++) {
             float g = gb[j] + (ob ? ob[j] : 0.f);
-            float f1 = hd[j], f2 = hd[H + j], sg = hd[3 * H + j];
+            /* every value of the row is read before any is written: d may alias heads */
+            float f1 = hd[j], f2 = hd[H + j], ta = hd[2 * H + j], sg = hd[3 * H + j];
             float dgate = no_gate ? g * f2 : g * (f2 - f1);
             float df1 = no_gate ? g : g * (1.f - sg);
             float df2 = g * sg;
@@ -77,7 +79,7 @@ void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float
             d[H + j] = df2 * (1.f - f2 * f2);
             d[2 * H + j] = dpre * tb[j * ts_sh];
             d[3 * H + j] = dpre;
-            if (dt) dt[j] = dpre * hd[2 * H + j];
+            if (dt) dt[j] = dpre * ta;
         }
     }
 }
