@@ -157,7 +157,7 @@ class LiquidRNN(nn.Module):
         cell = self.rnn_cell
         if isinstance(cell, CfCCell | WiredCfCCell):
             return fast_cfc if fast_cfc.supports(cell) else None
-        if isinstance(cell, LTCCell) and fast_ltc.supports(cell, cell.cm):
+        if isinstance(cell, LTCCell) and fast_ltc.supports(cell):
             return fast_ltc
         return None
 

@@ -13,6 +13,17 @@ import os
 _enabled = os.environ.get("LIQUIDNETS_FAST", "1") not in ("0", "false", "False", "no")
 
 
+def time_major(ts, x):
+    """The layers' timespans (None, a number, a 0-d tensor or `(B, T, 1)`) for input
+    `x (B, T, C)` as a time-major tensor `(T, B|1, 1)` that broadcasts over the batch."""
+    T = x.shape[1]
+    if ts is None or isinstance(ts, float):
+        return x.new_full((T, 1, 1), 1.0 if ts is None else ts)
+    if ts.dim() == 0:
+        return ts.reshape(1, 1, 1).expand(T, 1, 1)
+    return ts.transpose(0, 1)  # (T, B, 1)
+
+
 def enabled() -> bool:
     """Whether layers may take the fused paths."""
     return _enabled

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from liquidnets.cells.cfc import CfCCell, WiredCfCCell
-from liquidnets.fast import native
+from liquidnets.fast import native, time_major
 from liquidnets.fast._cache import cached
 from liquidnets.fast.cfc_scan import _ACT, CfCScan, ScanSpec
 
@@ -130,13 +130,7 @@ def run_wired(cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
 def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor, Tensor]:
     """Run `cell` over `x (B, T, C)` from `h0 (B, H)`; `ts` None, a number, a 0-d tensor or
     `(B, T, 1)`. Returns the outputs `(B, T, output_size)` and the final state `(B, H)`."""
-    T = x.shape[1]
-    if ts is None or isinstance(ts, float):
-        ts_tm = x.new_full((T, 1, 1), 1.0 if ts is None else ts)
-    elif ts.dim() == 0:
-        ts_tm = ts.reshape(1, 1, 1).expand(T, 1, 1)
-    else:
-        ts_tm = ts.transpose(0, 1)  # (T, B, 1)
+    ts_tm = time_major(ts, x)  # (T, B|1, 1)
     if isinstance(cell, WiredCfCCell):
         Hs = run_wired(cell, x, h0, ts_tm)
         L = len(cell.layer_sizes)

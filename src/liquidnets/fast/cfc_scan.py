@@ -260,8 +260,7 @@ class CfCScan(torch.autograd.Function):
             dA = torch.zeros_like(A)
             dwt = torch.zeros_like(w_tau)
             abs_wt = w_tau.abs()
-        WrT = Wr.t()
-        WhT = Wh.t()
+        WrT, WhT = Wr.t(), Wh.t()
         WT = [w.t() for w in weights]
 
         gh = h0.new_zeros(h0.shape)

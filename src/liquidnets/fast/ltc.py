@@ -19,16 +19,16 @@ from torch import Tensor
 
 from liquidnets.cells.ltc import LTCCell
 from liquidnets.cells.solvers import SemiImplicit
-from liquidnets.fast import native
+from liquidnets.fast import native, time_major
 from liquidnets.fast._cache import cached
 
 
-def supports(cell, x: Tensor) -> bool:
+def supports(cell: LTCCell) -> bool:
+    """Whether the kernel computes what `cell` computes: the fused solver, float32, CPU."""
     return (
-        isinstance(cell, LTCCell)
-        and type(cell.solver) is SemiImplicit
-        and x.dtype == torch.float32
-        and x.device.type == "cpu"
+        type(cell.solver) is SemiImplicit
+        and cell.cm.dtype == torch.float32
+        and cell.cm.device.type == "cpu"
         and native.load() is not None
     )
 
@@ -161,12 +161,7 @@ def run(cell: LTCCell, x: Tensor, h0: Tensor, ts) -> tuple[Tensor, Tensor]:
     """Run `cell` over `x (B, T, C)` from `h0 (B, N)`; returns outputs `(B, T, motor)` and
     the final state."""
     B, T, _ = x.shape
-    if ts is None or isinstance(ts, float):
-        dt = x.new_full((T, B), 1.0 if ts is None else ts)
-    elif ts.dim() == 0:
-        dt = ts.reshape(1, 1).expand(T, B)
-    else:
-        dt = ts[..., 0].t()  # (T, B)
+    dt = time_major(ts, x)[..., 0].expand(T, B)  # (T, B)
     xm = cell._map_inputs(x).transpose(0, 1)  # (T, B, C)
     index, params = _prepare(cell)
     states = LTCScan.apply(cell.ode_unfolds, cell._epsilon, xm, h0, dt, index, *params)
