@@ -69,11 +69,20 @@ def test_fused_equals_reference_float32(name, kind, use_native, monkeypatch):
 needs_kernels = pytest.mark.skipif(native.load() is None, reason="no C compiler here")
 
 
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @needs_kernels
-@pytest.mark.parametrize("batch", [3, 17], ids=["one-chunk", "threaded-chunks"])
+# Batches of padded lanes in one chunk, in two chunks, and two chunks of more than one block.
+@pytest.mark.parametrize("batch", [3, 17, 37], ids=["one-chunk", "two-chunks", "blocks"])
 @pytest.mark.parametrize("kind", TIMESPANS)
 @pytest.mark.parametrize("name", FUSED_LTC)
-def test_ltc_kernel_equals_reference(name, kind, batch):
+def test_ltc_kernel_equals_reference(name, kind, batch, two_threads):
     model = make(name)
     fused, reference = run_both(model, *inputs(model, torch.float32, kind, batch))
     for a, b in zip(fused, reference, strict=True):
@@ -128,18 +137,20 @@ def test_kernels_build_into_the_cache(monkeypatch, tmp_path):
     assert len(built) == 1 and not list(tmp_path.glob("*.tmp*"))
 
 
+@pytest.mark.parametrize("batch", [3, 11], ids=["small-batch", "lanes"])
 @pytest.mark.parametrize("use_native", [True, False], ids=["native", "torch-ops"])
 @pytest.mark.parametrize("name", MODELS)
-def test_streaming_step_without_grad_equals_the_sequence(name, use_native, monkeypatch):
-    # Under no_grad, step() takes a fused single step with cached weights.
+def test_streaming_step_without_grad_equals_the_sequence(name, use_native, batch, monkeypatch):
+    # Under no_grad, step() takes a fused single step with cached weights; LTC runs a larger
+    # batch in the lane layout of the training scan.
     if not use_native:
         monkeypatch.setattr(native, "_state", {"tried": True, "lib": None, "error": None})
     model = make(name)
-    x, ts = torch.randn(3, 7, 4), irregular(3, 7)
+    x, ts = torch.randn(batch, 7, 4), irregular(batch, 7)
     with torch.no_grad(), liquidnets.fast.disabled():
         reference, h_ref = model(x, timespans=ts)
     with torch.no_grad():
-        h = model.init_state(3)
+        h = model.init_state(batch)
         for t in range(7):
             y, h = model.step(x[:, t], h, ts[:, t])
             torch.testing.assert_close(y, reference[:, t], rtol=1e-4, atol=1e-5)
@@ -152,7 +163,7 @@ def test_streaming_step_without_grad_equals_the_sequence(name, use_native, monke
         # the cached weights follow the parameters when they change
         for p in model.parameters():
             p.add_(0.01)
-        y_new, _ = model.step(x[:, 0], model.init_state(3), ts[:, 0])
+        y_new, _ = model.step(x[:, 0], model.init_state(batch), ts[:, 0])
         with liquidnets.fast.disabled():
             expected, _ = model(x[:, :1], timespans=ts[:, :1])
         torch.testing.assert_close(y_new, expected[:, 0], rtol=1e-4, atol=1e-5)

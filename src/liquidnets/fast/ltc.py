@@ -37,10 +37,11 @@ def _ptr(t: Tensor) -> int:
     return t.data_ptr()
 
 
-def _chunks(batch: int) -> list[slice]:
+def _chunks(batch: int, lanes: int) -> list[slice]:
     """Split the batch across torch's intra-op threads: rows are independent, and ctypes
-    releases the GIL while a kernel runs, so the chunks run in parallel."""
-    n = max(1, min(torch.get_num_threads(), batch // 4))
+    releases the GIL while a kernel runs, so the chunks run in parallel. The kernel works on
+    `lanes` rows at a time, so there are no more chunks than blocks of `lanes` rows."""
+    n = max(1, min(torch.get_num_threads(), -(-batch // lanes)))
     bounds = [batch * k // n for k in range(n + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
@@ -83,21 +84,23 @@ class LTCScan(torch.autograd.Function):
         # Tensors are made here, in the calling thread: a torch op in a worker thread would
         # start another OpenMP team, whose spinning threads then slow every later torch op.
         results = []
-        for rows in _chunks(B):
+        lanes = lib.ln_ltc_lanes()
+        for rows in _chunks(B, lanes):
             per_row = [x[:, rows].contiguous(), v0[rows].contiguous(), dt[:, rows].contiguous()]
             b = rows.stop - rows.start
-            vs = x.new_empty(T, unfolds, b, N)  # state before every unfold
+            # The state before every unfold, in the lane layout of `ln_ltc_fwd_lanes`.
+            vs = x.new_empty(T, unfolds, -(-b // lanes) * lanes, N)
             out = x.new_empty(T, b, N)
             results.append((per_row, vs, out))
 
         def run_chunk(job):
             per_row, vs, out = job
-            lib.ln_ltc_fwd(
-                T, vs.shape[2], N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row),
+            lib.ln_ltc_fwd_lanes(
+                T, out.shape[1], N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row),
                 *pointers, _ptr(vs), _ptr(out),
             )  # fmt: skip
 
-        parts = _chunks(B)
+        parts = _chunks(B, lanes)
         _parallel(run_chunk, results)
         ctx.unfolds, ctx.eps, ctx.parts, ctx.pointers = unfolds, eps, parts, pointers
         ctx.results = results
@@ -120,7 +123,7 @@ class LTCScan(torch.autograd.Function):
         def run_chunk(job):
             x, dt, vs, out, d_out, grads = job
             T, b, C = x.shape
-            lib.ln_ltc_bwd(
+            lib.ln_ltc_bwd_lanes(
                 T, b, vs.shape[3], C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
                 *ctx.pointers, _ptr(vs), _ptr(out), _ptr(d_out), *map(_ptr, grads),
             )  # fmt: skip
@@ -177,7 +180,8 @@ def _step_weights(cell: LTCCell):
 
 
 def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    """One step without autograd, the synapses prepared once and cached."""
+    """One step without autograd, the synapses prepared once and cached. A small batch runs
+    sample by sample, a larger one in the lane layout of the training scan."""
     params = cached(cell, _step_weights)
     B, C = x.shape
     N = h.shape[1]
@@ -186,10 +190,11 @@ def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
         dts = dt.reshape(-1).expand(B).contiguous()
     else:
         dts = x.new_full((B,), dt)
-    vs = x.new_empty(cell.ode_unfolds, B, N)
+    lib = native.load()
+    lanes = lib.ln_ltc_lanes()
+    kernel = lib.ln_ltc_fwd_lanes if lanes // 2 <= B else lib.ln_ltc_fwd
+    vs = x.new_empty(cell.ode_unfolds, -(-B // lanes) * lanes, N)
     out = x.new_empty(B, N)
     tensors = [xm, h.contiguous(), dts, *params, vs, out]  # alive during the call
-    native.load().ln_ltc_fwd(
-        1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *map(_ptr, tensors)
-    )
+    kernel(1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *map(_ptr, tensors))
     return cell._map_outputs(out), out

@@ -43,8 +43,10 @@ SIGNATURES: dict[str, list] = {
     + [_c_long, _ptr, _ptr],
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
+    # the same with batch lanes side by side (the training scan), and its backward:
     # T, B, N, C, U, eps, then 20 input and 14 output pointers
-    "ln_ltc_bwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 34,
+    "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
+    "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 34,
 }
 
 

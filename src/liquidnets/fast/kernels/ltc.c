@@ -11,9 +11,10 @@
  * and the sensory terms a_in, b_in are the same sums over the inputs x[t, b, c] (once per
  * step). Synapses are stored by rows (CSR): row i lists its presynaptic columns, so a sparse
  * NCP wiring costs its synapse count, not N^2; a dense wiring is the full CSR. The parameters
- * of each synapse (we, wm, sigma, mu) are the values of its entry, in the same order. The
- * backward recomputes s from the saved states (B x N per unfold) instead of storing B x N x N
- * values per unfold.
+ * of each synapse (we, wm, sigma, mu) are the values of its entry, in the same order.
+ *
+ * ln_ltc_fwd takes one sample at a time (the streaming step at a small batch);
+ * ln_ltc_fwd_lanes and ln_ltc_bwd_lanes take LANES samples side by side (the training scan).
  */
 #include <math.h>
 #include <stdint.h>
@@ -43,11 +44,13 @@ static inline float exp_(float x) {
 
 static inline float sig_(float x) { return 1.f / (1.f + exp_(-x)); }
 
-/* One block of synapses in CSR form, and the gradients of its per-synapse values. */
+/* One block of synapses in CSR form, and the gradients of its per-synapse values (one per
+ * lane, summed over the lanes at the end). */
 typedef struct {
     long ncols;
     const long *row, *col;
     const float *we, *wm, *sig, *mu;
+    const float *ea, *eb; /* lane kernels: -sig * log2(e) and sig * mu * log2(e) */
 } Syn;
 typedef struct {
     float *we, *wm, *sig, *mu;
@@ -82,38 +85,7 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
     *g_out = g;
 }
 
-/* Backward of row_fwd for da = d a_i, dg = d g_i: parameter gradients and dv += ... */
-static inline void row_bwd(const Syn *y, const DSyn *d, long i, const float *v,
-                           const float *s_row, float da, float dg, float *dv) {
-    long lo = y->row[i], hi = y->row[i + 1], n = hi - lo;
-    const long *col = y->col + lo;
-    const float *sg = y->sig + lo, *mu = y->mu + lo, *we = y->we + lo, *wm = y->wm + lo;
-    float *dwe = d->we + lo, *dwm = d->wm + lo, *dsg = d->sig + lo, *dmu = d->mu + lo;
-    if (n == y->ncols) { /* a full row: v and dv indexed directly */
-#pragma omp simd
-        for (long k = 0; k < n; k++) {
-            float s = s_row[k];
-            dwe[k] += da * s;
-            dwm[k] += dg * s;
-            float dpre = (da * we[k] + dg * wm[k]) * s * (1.f - s);
-            dsg[k] += dpre * (v[k] - mu[k]);
-            dmu[k] -= dpre * sg[k];
-            dv[k] += dpre * sg[k];
-        }
-        return;
-    }
-    for (long k = 0; k < n; k++) {
-        float s = s_row[k];
-        dwe[k] += da * s;
-        dwm[k] += dg * s;
-        float dpre = (da * we[k] + dg * wm[k]) * s * (1.f - s);
-        dsg[k] += dpre * (v[col[k]] - mu[k]);
-        dmu[k] -= dpre * sg[k];
-        dv[col[k]] += dpre * sg[k];
-    }
-}
-
-#define SYN(p, n) {n, p##row, p##col, p##we, p##wm, p##sig, p##mu}
+#define SYN(p, n) {n, p##row, p##col, p##we, p##wm, p##sig, p##mu, 0, 0}
 #define SYN_ARGS(p)                                                                          \
     const long *p##row, const long *p##col, const float *p##we, const float *p##wm,          \
         const float *p##sig, const float *p##mu
@@ -153,78 +125,274 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
     free(bin);
 }
 
-/* Gradients, accumulated (+=) into the d* outputs, which the caller zeroes. dout: (T, B, N)
- * gradient of every step's output state; dv0 receives the gradient of the initial state. */
-void ln_ltc_bwd(long T, long B, long N, long C, long U, float eps, const float *x,
-                const float *dt, const float *a_leak, const float *gleak, const float *cm,
-                SYN_ARGS(r), SYN_ARGS(s), const float *vs, const float *out, const float *dout,
-                float *dv0, float *dx, float *ddt, float *da_leak, float *dgleak, float *dcm,
-                float *drwe, float *drwm, float *drsig, float *drmu, float *dswe, float *dswm,
-                float *dssig, float *dsmu) {
-    Syn rec = SYN(r, N), sen = SYN(s, C);
-    DSyn drec = {drwe, drwm, drsig, drmu}, dsen = {dswe, dswm, dssig, dsmu};
-    long width = N > C ? N : C;
-    float *g_next = calloc(B * N, sizeof(float)); /* d loss / d state after current unfold */
-    float *g_prev = calloc(B * N, sizeof(float));
-    float *ain = malloc(sizeof(float) * B * N), *bin = malloc(sizeof(float) * B * N);
-    float *dain = malloc(sizeof(float) * B * N), *dbin = malloc(sizeof(float) * B * N);
-    float *s_row = malloc(sizeof(float) * width);
-    for (long t = T - 1; t >= 0; t--) {
-        const float *xt = x + t * B * C;
-        for (long b = 0; b < B; b++)
-            for (long i = 0; i < N; i++)
-                row_fwd(&sen, i, xt + b * C, 0, ain + b * N + i, bin + b * N + i);
-        memset(dain, 0, sizeof(float) * B * N);
-        memset(dbin, 0, sizeof(float) * B * N);
-        for (long k = 0; k < B * N; k++) g_next[k] += dout[t * B * N + k];
-        for (long u = U - 1; u >= 0; u--) {
-            const float *cur = vs + ((t * U + u) * B) * N;
-            const float *next = u + 1 < U ? vs + ((t * U + u + 1) * B) * N : out + t * B * N;
-            memset(g_prev, 0, sizeof(float) * B * N);
-            for (long b = 0; b < B; b++) {
-                const float *vb = cur + b * N;
-                float h = dt[t * B + b] / (float)U;
-                float dh = 0.f;
-                for (long i = 0; i < N; i++) {
-                    float a, g;
-                    row_fwd(&rec, i, vb, s_row, &a, &g);
-                    a += a_leak[i] + ain[b * N + i];
-                    g += gleak[i] + bin[b * N + i];
-                    float den = cm[i] + h * (g + eps);
-                    float gy = g_next[b * N + i];
-                    float dnum = gy / den;
-                    float dden = -gy * next[b * N + i] / den;
-                    float da = dnum * h, dg = dden * h;
-                    g_prev[b * N + i] += dnum * cm[i];
-                    dcm[i] += dnum * vb[i] + dden;
-                    dh += dnum * a + dden * (g + eps);
-                    dain[b * N + i] += da;
-                    dbin[b * N + i] += dg;
-                    da_leak[i] += da;
-                    dgleak[i] += dg;
-                    row_bwd(&rec, &drec, i, vb, s_row, da, dg, g_prev + b * N);
-                }
-                ddt[t * B + b] += dh / (float)U;
-            }
-            float *swap = g_next;
-            g_next = g_prev;
-            g_prev = swap;
-        }
-        for (long b = 0; b < B; b++) {
-            for (long i = 0; i < N; i++) {
-                float a, g;
-                row_fwd(&sen, i, xt + b * C, s_row, &a, &g);
-                row_bwd(&sen, &dsen, i, xt + b * C, s_row, dain[b * N + i], dbin[b * N + i],
-                        dx + (t * B + b) * C);
-            }
+/* ---- Batch lanes: the training scan ---------------------------------------------------
+ * The kernels above vectorise over the synapses of one row, which suits one sample (the
+ * streaming step) but pays a horizontal sum per row and reloads every synapse parameter for
+ * every sample. For a batch, the kernels below put LANES samples side by side instead: a
+ * state is stored neuron-major, v[j * LANES + l] for sample l, every synapse parameter is
+ * loaded once for LANES samples, and the inner loops over l vectorise whatever the wiring
+ * (a sparse row costs its synapses, with no gather). A batch that is not a multiple of LANES
+ * is padded with lanes of zero input and state and dt = 1: their denominators stay positive
+ * even where explicit constraints clip cm to 0, so they stay finite, and their zero output
+ * gradient adds nothing to any gradient. They are never written back.
+ */
+#define LANES 16
+
+long ln_ltc_lanes(void) { return LANES; }
+
+/* sigmoid(x) = 1 / (1 + 2^y) with y = -x log2(e): the synapse computes y with one
+ * multiply-add from the coefficients of with_exp2, and 2^y = 2^n 2^f with n = round(y),
+ * |f| <= 1/2 and 2^f by its degree-6 Taylor polynomial (relative error below 1.2e-7). This is
+ * shorter than sig_, and the lane loops are bound by the length of this chain. */
+static inline float sig2_(float y) {
+    y = y < -126.f ? -126.f : (y > 126.f ? 126.f : y);
+    float n = __builtin_rintf(y), f = y - n;
+    float p = 1.5403530393381606e-4f;
+    p = p * f + 1.3333558146428443e-3f;
+    p = p * f + 9.6181291076284772e-3f;
+    p = p * f + 5.5504108664821580e-2f;
+    p = p * f + 2.4022650695910071e-1f;
+    p = p * f + 6.9314718055994531e-1f;
+    p = p * f + 1.f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return 1.f / (1.f + p * scale);
+}
+
+/* Fill the coefficients of y = ea v + eb for the nnz synapses of y, in buf (2 nnz floats). */
+static void with_exp2(Syn *y, long nnz, float *buf) {
+    const float log2e = 1.44269504088896341f;
+    for (long k = 0; k < nnz; k++) {
+        buf[k] = -y->sig[k] * log2e;
+        buf[nnz + k] = y->sig[k] * y->mu[k] * log2e;
+    }
+    y->ea = buf;
+    y->eb = buf + nnz;
+}
+
+/* dst[j * LANES + l] = src[l * ld + j] for the n valid samples, 0 for the padding. */
+static void pack(const float *src, long ld, long width, long n, float *dst) {
+    for (long j = 0; j < width; j++)
+        for (long l = 0; l < LANES; l++) dst[j * LANES + l] = l < n ? src[l * ld + j] : 0.f;
+}
+
+static void unpack_add(const float *src, long width, long n, float *dst, long ld) {
+    for (long l = 0; l < n; l++)
+        for (long j = 0; j < width; j++) dst[l * ld + j] += src[j * LANES + l];
+}
+
+/* a[l] = sum_k s_kl we_k, g[l] = sum_k s_kl wm_k over row i of y, for every lane; the s are
+ * kept in s_row[(k - lo) * LANES + l] when asked. */
+static inline void lanes_fwd(const Syn *y, long i, const float *v, float *s_row, float *a,
+                             float *g) {
+    long lo = y->row[i], hi = y->row[i + 1];
+    float acc_a[LANES] = {0}, acc_g[LANES] = {0};
+    for (long k = lo; k < hi; k++) {
+        const float *vj = v + y->col[k] * LANES;
+        float ea = y->ea[k], eb = y->eb[k], we = y->we[k], wm = y->wm[k];
+        float *sk = s_row ? s_row + (k - lo) * LANES : 0;
+#pragma omp simd
+        for (long l = 0; l < LANES; l++) {
+            float s = sig2_(ea * vj[l] + eb);
+            if (sk) sk[l] = s;
+            acc_a[l] += s * we;
+            acc_g[l] += s * wm;
         }
     }
-    memcpy(dv0, g_next, sizeof(float) * B * N);
-    free(g_next);
-    free(g_prev);
+    for (long l = 0; l < LANES; l++) {
+        a[l] = acc_a[l];
+        g[l] = acc_g[l];
+    }
+}
+
+/* The backward of lanes_fwd for da[l], dg[l]: per-lane parameter gradients in acc (summed
+ * over the lanes at the end) and dv[col * LANES + l] += ... */
+static inline void lanes_bwd(const Syn *y, const DSyn *acc, long i, const float *v,
+                             const float *s_row, const float *da, const float *dg, float *dv) {
+    long lo = y->row[i], hi = y->row[i + 1];
+    for (long k = lo; k < hi; k++) {
+        long j = y->col[k];
+        const float *vj = v + j * LANES, *sk = s_row + (k - lo) * LANES;
+        float *dvj = dv + j * LANES;
+        float sg = y->sig[k], mu = y->mu[k], we = y->we[k], wm = y->wm[k];
+        float *awe = acc->we + k * LANES, *awm = acc->wm + k * LANES;
+        float *asg = acc->sig + k * LANES, *amu = acc->mu + k * LANES;
+#pragma omp simd
+        for (long l = 0; l < LANES; l++) {
+            float s = sk[l];
+            awe[l] += da[l] * s;
+            awm[l] += dg[l] * s;
+            float dpre = (da[l] * we + dg[l] * wm) * s * (1.f - s);
+            asg[l] += dpre * (vj[l] - mu);
+            amu[l] -= dpre * sg;
+            dvj[l] += dpre * sg;
+        }
+    }
+}
+
+/* Same arguments as ln_ltc_fwd, but vs is (T, U, ceil(B / LANES), N, LANES). */
+void ln_ltc_fwd_lanes(long T, long B, long N, long C, long U, float eps, const float *x,
+                      const float *v0, const float *dt, const float *a_leak, const float *gleak,
+                      const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *out) {
+    Syn rec = SYN(r, N), sen = SYN(s, C);
+    long nblk = (B + LANES - 1) / LANES, NL = N * LANES;
+    float *coef = malloc(sizeof(float) * 2 * (rrow[N] + srow[N]));
+    with_exp2(&rec, rrow[N], coef);
+    with_exp2(&sen, srow[N], coef + 2 * rrow[N]);
+    float *xl = malloc(sizeof(float) * C * LANES), *v = malloc(sizeof(float) * NL);
+    float *ain = malloc(sizeof(float) * NL), *bin = malloc(sizeof(float) * NL);
+    float a[LANES], g[LANES], h[LANES];
+    for (long blk = 0; blk < nblk; blk++) {
+        long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
+        pack(v0 + b0 * N, N, N, n, v);
+        for (long t = 0; t < T; t++) {
+            pack(x + (t * B + b0) * C, C, C, n, xl);
+            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, 0, ain + i * LANES, bin + i * LANES);
+            for (long l = 0; l < LANES; l++) h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
+            for (long u = 0; u < U; u++) {
+                float *cur = vs + ((t * U + u) * nblk + blk) * NL;
+                memcpy(cur, v, sizeof(float) * NL);
+                for (long i = 0; i < N; i++) {
+                    lanes_fwd(&rec, i, cur, 0, a, g);
+                    const float *ai = ain + i * LANES, *bi = bin + i * LANES, *ci = cur + i * LANES;
+                    float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
+#pragma omp simd
+                    for (long l = 0; l < LANES; l++)
+                        v[i * LANES + l] =
+                            (c * ci[l] + h[l] * (a[l] + al + ai[l])) / (c + h[l] * (g[l] + gl + bi[l]));
+                }
+            }
+            float *o = out + (t * B + b0) * N;
+            for (long l = 0; l < n; l++)
+                for (long j = 0; j < N; j++) o[l * N + j] = v[j * LANES + l];
+        }
+    }
+    free(coef);
+    free(xl);
+    free(v);
+    free(ain);
+    free(bin);
+}
+
+static float *zeros(long n) { return calloc(n, sizeof(float)); }
+
+static void reduce_lanes(const float *acc, long n, float *dst) {
+    for (long k = 0; k < n; k++) {
+        float sum = 0.f;
+        for (long l = 0; l < LANES; l++) sum += acc[k * LANES + l];
+        dst[k] += sum;
+    }
+}
+
+/* Gradients, accumulated (+=) into the d* outputs, which the caller zeroes. dout: (T, B, N)
+ * gradient of every step's output state; dv0 receives the gradient of the initial state; vs
+ * as ln_ltc_fwd_lanes wrote it. The s of a row are recomputed from the saved state, which
+ * costs a second forward but stores B x N values per unfold instead of B x N x N. */
+void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const float *x,
+                      const float *dt, const float *a_leak, const float *gleak, const float *cm,
+                      SYN_ARGS(r), SYN_ARGS(s), const float *vs, const float *out,
+                      const float *dout, float *dv0, float *dx, float *ddt, float *da_leak,
+                      float *dgleak, float *dcm, float *drwe, float *drwm, float *drsig,
+                      float *drmu, float *dswe, float *dswm, float *dssig, float *dsmu) {
+    Syn rec = SYN(r, N), sen = SYN(s, C);
+    long nblk = (B + LANES - 1) / LANES, NL = N * LANES, CL = C * LANES;
+    long nr = rrow[N], ns = srow[N];
+    float *coef = malloc(sizeof(float) * 2 * (nr + ns));
+    with_exp2(&rec, nr, coef);
+    with_exp2(&sen, ns, coef + 2 * nr);
+    long widest = 1;
+    for (long i = 0; i < N; i++) {
+        if (rrow[i + 1] - rrow[i] > widest) widest = rrow[i + 1] - rrow[i];
+        if (srow[i + 1] - srow[i] > widest) widest = srow[i + 1] - srow[i];
+    }
+    float *racc = zeros(4 * nr * LANES), *sacc = zeros(4 * ns * LANES);
+    DSyn dr = {racc, racc + nr * LANES, racc + 2 * nr * LANES, racc + 3 * nr * LANES};
+    DSyn ds = {sacc, sacc + ns * LANES, sacc + 2 * ns * LANES, sacc + 3 * ns * LANES};
+    float *nacc = zeros(3 * NL); /* a_leak, gleak, cm */
+    float *xl = malloc(sizeof(float) * CL), *dxl = malloc(sizeof(float) * CL);
+    float *ain = malloc(sizeof(float) * NL), *bin = malloc(sizeof(float) * NL);
+    float *dain = malloc(sizeof(float) * NL), *dbin = malloc(sizeof(float) * NL);
+    float *g_next = malloc(sizeof(float) * NL), *g_prev = malloc(sizeof(float) * NL);
+    float *v_out = malloc(sizeof(float) * NL), *s_row = malloc(sizeof(float) * widest * LANES);
+    float a[LANES], g[LANES], h[LANES], dh[LANES], da[LANES], dg[LANES];
+    for (long blk = 0; blk < nblk; blk++) {
+        long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
+        memset(g_next, 0, sizeof(float) * NL);
+        for (long t = T - 1; t >= 0; t--) {
+            pack(x + (t * B + b0) * C, C, C, n, xl);
+            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, 0, ain + i * LANES, bin + i * LANES);
+            memset(dain, 0, sizeof(float) * NL);
+            memset(dbin, 0, sizeof(float) * NL);
+            pack(dout + (t * B + b0) * N, N, N, n, g_prev);
+            for (long k = 0; k < NL; k++) g_next[k] += g_prev[k];
+            pack(out + (t * B + b0) * N, N, N, n, v_out);
+            for (long l = 0; l < LANES; l++) {
+                h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
+                dh[l] = 0.f;
+            }
+            for (long u = U - 1; u >= 0; u--) {
+                const float *cur = vs + ((t * U + u) * nblk + blk) * NL;
+                const float *next = u + 1 < U ? vs + ((t * U + u + 1) * nblk + blk) * NL : v_out;
+                memset(g_prev, 0, sizeof(float) * NL);
+                for (long i = 0; i < N; i++) {
+                    lanes_fwd(&rec, i, cur, s_row, a, g);
+                    long o = i * LANES;
+                    float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
+#pragma omp simd
+                    for (long l = 0; l < LANES; l++) {
+                        float ai = a[l] + al + ain[o + l], gi = g[l] + gl + bin[o + l];
+                        float den = c + h[l] * gi, gy = g_next[o + l];
+                        float dnum = gy / den, dden = -gy * next[o + l] / den;
+                        da[l] = dnum * h[l];
+                        dg[l] = dden * h[l];
+                        g_prev[o + l] += dnum * c;
+                        nacc[2 * NL + o + l] += dnum * cur[o + l] + dden;
+                        dh[l] += dnum * ai + dden * gi;
+                        dain[o + l] += da[l];
+                        dbin[o + l] += dg[l];
+                        nacc[o + l] += da[l];
+                        nacc[NL + o + l] += dg[l];
+                    }
+                    lanes_bwd(&rec, &dr, i, cur, s_row, da, dg, g_prev);
+                }
+                float *swap = g_next;
+                g_next = g_prev;
+                g_prev = swap;
+            }
+            for (long l = 0; l < n; l++) ddt[t * B + b0 + l] += dh[l] / (float)U;
+            memset(dxl, 0, sizeof(float) * CL);
+            for (long i = 0; i < N; i++) {
+                lanes_fwd(&sen, i, xl, s_row, a, g);
+                lanes_bwd(&sen, &ds, i, xl, s_row, dain + i * LANES, dbin + i * LANES, dxl);
+            }
+            unpack_add(dxl, C, n, dx + (t * B + b0) * C, C);
+        }
+        unpack_add(g_next, N, n, dv0 + b0 * N, N);
+    }
+    reduce_lanes(dr.we, nr, drwe);
+    reduce_lanes(dr.wm, nr, drwm);
+    reduce_lanes(dr.sig, nr, drsig);
+    reduce_lanes(dr.mu, nr, drmu);
+    reduce_lanes(ds.we, ns, dswe);
+    reduce_lanes(ds.wm, ns, dswm);
+    reduce_lanes(ds.sig, ns, dssig);
+    reduce_lanes(ds.mu, ns, dsmu);
+    reduce_lanes(nacc, N, da_leak);
+    reduce_lanes(nacc + NL, N, dgleak);
+    reduce_lanes(nacc + 2 * NL, N, dcm);
+    free(coef);
+    free(racc);
+    free(sacc);
+    free(nacc);
+    free(xl);
+    free(dxl);
     free(ain);
     free(bin);
     free(dain);
     free(dbin);
+    free(g_next);
+    free(g_prev);
+    free(v_out);
     free(s_row);
 }
