@@ -88,16 +88,18 @@ class LTCScan(torch.autograd.Function):
         for rows in _chunks(B, lanes):
             per_row = [x[:, rows].contiguous(), v0[rows].contiguous(), dt[:, rows].contiguous()]
             b = rows.stop - rows.start
-            # The state before every unfold, in the lane layout of `ln_ltc_fwd_lanes`.
+            # The state before every unfold and the sums a, g of every unfold, in the lane
+            # layout of `ln_ltc_fwd_lanes`.
             vs = x.new_empty(T, unfolds, -(-b // lanes) * lanes, N)
+            sums = x.new_empty(T, unfolds, 2, vs.shape[2], N)
             out = x.new_empty(T, b, N)
-            results.append((per_row, vs, out))
+            results.append((per_row, vs, sums, out))
 
         def run_chunk(job):
-            per_row, vs, out = job
+            per_row, vs, sums, out = job
             lib.ln_ltc_fwd_lanes(
                 T, out.shape[1], N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row),
-                *pointers, _ptr(vs), _ptr(out),
+                *pointers, _ptr(vs), _ptr(sums), _ptr(out),
             )  # fmt: skip
 
         parts = _chunks(B, lanes)
@@ -105,7 +107,7 @@ class LTCScan(torch.autograd.Function):
         ctx.unfolds, ctx.eps, ctx.parts, ctx.pointers = unfolds, eps, parts, pointers
         ctx.results = results
         ctx.save_for_backward(*params, *index)
-        return torch.cat([r[2] for r in results], dim=1)
+        return torch.cat([r[3] for r in results], dim=1)
 
     @staticmethod
     def backward(ctx, dout):
@@ -113,19 +115,19 @@ class LTCScan(torch.autograd.Function):
         lib = native.load()
 
         jobs, results = [], []
-        for rows, ((x, v0, dt), vs, out) in zip(ctx.parts, ctx.results, strict=True):
+        for rows, ((x, v0, dt), vs, sums, out) in zip(ctx.parts, ctx.results, strict=True):
             d_rows = [torch.zeros_like(t) for t in (v0, x, dt)]
             d_params = [torch.zeros_like(p) for p in params]
             d_out = dout[:, rows].contiguous()
-            jobs.append((x, dt, vs, out, d_out, d_rows + d_params))
+            jobs.append((x, dt, vs, sums, out, d_out, d_rows + d_params))
             results.append((d_rows, d_params))
 
         def run_chunk(job):
-            x, dt, vs, out, d_out, grads = job
+            x, dt, vs, sums, out, d_out, grads = job
             T, b, C = x.shape
             lib.ln_ltc_bwd_lanes(
                 T, b, vs.shape[3], C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
-                *ctx.pointers, _ptr(vs), _ptr(out), _ptr(d_out), *map(_ptr, grads),
+                *ctx.pointers, _ptr(vs), _ptr(sums), _ptr(out), _ptr(d_out), *map(_ptr, grads),
             )  # fmt: skip
 
         _parallel(run_chunk, jobs)
@@ -192,9 +194,14 @@ def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
         dts = x.new_full((B,), dt)
     lib = native.load()
     lanes = lib.ln_ltc_lanes()
-    kernel = lib.ln_ltc_fwd_lanes if lanes // 2 <= B else lib.ln_ltc_fwd
     vs = x.new_empty(cell.ode_unfolds, -(-B // lanes) * lanes, N)
     out = x.new_empty(B, N)
     tensors = [xm, h.contiguous(), dts, *params, vs, out]  # alive during the call
-    kernel(1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *map(_ptr, tensors))
+    pointers = [_ptr(t) for t in tensors]
+    if lanes // 2 <= B:
+        kernel = lib.ln_ltc_fwd_lanes
+        pointers.insert(-1, None)  # no sums: nothing is differentiated
+    else:
+        kernel = lib.ln_ltc_fwd
+    kernel(1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *pointers)
     return cell._map_outputs(out), out

@@ -44,9 +44,9 @@ SIGNATURES: dict[str, list] = {
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
     # the same with batch lanes side by side (the training scan), and its backward:
-    # T, B, N, C, U, eps, then 20 input and 14 output pointers
-    "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
-    "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 34,
+    # T, B, N, C, U, eps, then 18 input and 3 output pointers; 21 input and 14 output pointers
+    "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 21,
+    "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 35,
 }
 
 

@@ -44,8 +44,7 @@ static inline float exp_(float x) {
 
 static inline float sig_(float x) { return 1.f / (1.f + exp_(-x)); }
 
-/* One block of synapses in CSR form, and the gradients of its per-synapse values (one per
- * lane, summed over the lanes at the end). */
+/* One block of synapses in CSR form, and per synapse the accumulators of lanes_bwd. */
 typedef struct {
     long ncols;
     const long *row, *col;
@@ -137,6 +136,7 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
  * gradient adds nothing to any gradient. They are never written back.
  */
 #define LANES 16
+#define HALF (LANES / 2)
 
 long ln_ltc_lanes(void) { return LANES; }
 
@@ -182,20 +182,16 @@ static void unpack_add(const float *src, long width, long n, float *dst, long ld
         for (long j = 0; j < width; j++) dst[l * ld + j] += src[j * LANES + l];
 }
 
-/* a[l] = sum_k s_kl we_k, g[l] = sum_k s_kl wm_k over row i of y, for every lane; the s are
- * kept in s_row[(k - lo) * LANES + l] when asked. */
-static inline void lanes_fwd(const Syn *y, long i, const float *v, float *s_row, float *a,
-                             float *g) {
+/* a[l] = sum_k s_kl we_k, g[l] = sum_k s_kl wm_k over row i of y, for every lane. */
+static inline void lanes_fwd(const Syn *y, long i, const float *v, float *a, float *g) {
     long lo = y->row[i], hi = y->row[i + 1];
     float acc_a[LANES] = {0}, acc_g[LANES] = {0};
     for (long k = lo; k < hi; k++) {
         const float *vj = v + y->col[k] * LANES;
         float ea = y->ea[k], eb = y->eb[k], we = y->we[k], wm = y->wm[k];
-        float *sk = s_row ? s_row + (k - lo) * LANES : 0;
 #pragma omp simd
         for (long l = 0; l < LANES; l++) {
             float s = sig2_(ea * vj[l] + eb);
-            if (sk) sk[l] = s;
             acc_a[l] += s * we;
             acc_g[l] += s * wm;
         }
@@ -206,35 +202,62 @@ static inline void lanes_fwd(const Syn *y, long i, const float *v, float *s_row,
     }
 }
 
-/* The backward of lanes_fwd for da[l], dg[l]: per-lane parameter gradients in acc (summed
- * over the lanes at the end) and dv[col * LANES + l] += ... */
+/* The backward of lanes_fwd for da[l] = d a[l], dg[l] = d g[l]. It recomputes s (the forward
+ * kept the row sums, not the B x N x N sigmoids), adds dv[col * LANES + l], and per synapse
+ * the sums over the lanes of da s, dg s, dpre v and dpre, lanes l and l + HALF folded into one
+ * accumulator. finish_syn turns the last two into the gradients of sigma and mu:
+ * d sigma = sum dpre (v - mu), d mu = -sigma sum dpre. */
 static inline void lanes_bwd(const Syn *y, const DSyn *acc, long i, const float *v,
-                             const float *s_row, const float *da, const float *dg, float *dv) {
+                             const float *da, const float *dg, float *dv) {
     long lo = y->row[i], hi = y->row[i + 1];
     for (long k = lo; k < hi; k++) {
         long j = y->col[k];
-        const float *vj = v + j * LANES, *sk = s_row + (k - lo) * LANES;
+        const float *vj = v + j * LANES;
         float *dvj = dv + j * LANES;
-        float sg = y->sig[k], mu = y->mu[k], we = y->we[k], wm = y->wm[k];
-        float *awe = acc->we + k * LANES, *awm = acc->wm + k * LANES;
-        float *asg = acc->sig + k * LANES, *amu = acc->mu + k * LANES;
+        float ea = y->ea[k], eb = y->eb[k], sg = y->sig[k], we = y->we[k], wm = y->wm[k];
+        float *awe = acc->we + k * HALF, *awm = acc->wm + k * HALF;
+        float *apv = acc->sig + k * HALF, *ap = acc->mu + k * HALF;
 #pragma omp simd
-        for (long l = 0; l < LANES; l++) {
-            float s = sk[l];
-            awe[l] += da[l] * s;
-            awm[l] += dg[l] * s;
-            float dpre = (da[l] * we + dg[l] * wm) * s * (1.f - s);
-            asg[l] += dpre * (vj[l] - mu);
-            amu[l] -= dpre * sg;
-            dvj[l] += dpre * sg;
+        for (long l = 0; l < HALF; l++) {
+            float v0 = vj[l], v1 = vj[l + HALF];
+            float s0 = sig2_(ea * v0 + eb), s1 = sig2_(ea * v1 + eb);
+            float p0 = (da[l] * we + dg[l] * wm) * s0 * (1.f - s0);
+            float p1 = (da[l + HALF] * we + dg[l + HALF] * wm) * s1 * (1.f - s1);
+            dvj[l] += p0 * sg;
+            dvj[l + HALF] += p1 * sg;
+            awe[l] += da[l] * s0 + da[l + HALF] * s1;
+            awm[l] += dg[l] * s0 + dg[l + HALF] * s1;
+            apv[l] += p0 * v0 + p1 * v1;
+            ap[l] += p0 + p1;
         }
     }
 }
 
-/* Same arguments as ln_ltc_fwd, but vs is (T, U, ceil(B / LANES), N, LANES). */
+static float lane_sum(const float *acc, long width) {
+    float sum = 0.f;
+    for (long l = 0; l < width; l++) sum += acc[l];
+    return sum;
+}
+
+/* Add the lane sums of lanes_bwd's accumulators to the gradients of the nnz synapses. */
+static void finish_syn(const Syn *y, const DSyn *acc, long nnz, float *dwe, float *dwm,
+                       float *dsig, float *dmu) {
+    for (long k = 0; k < nnz; k++) {
+        float pv = lane_sum(acc->sig + k * HALF, HALF), p = lane_sum(acc->mu + k * HALF, HALF);
+        dwe[k] += lane_sum(acc->we + k * HALF, HALF);
+        dwm[k] += lane_sum(acc->wm + k * HALF, HALF);
+        dsig[k] += pv - y->mu[k] * p;
+        dmu[k] -= y->sig[k] * p;
+    }
+}
+
+/* As ln_ltc_fwd, with vs laid out (T, U, ceil(B / LANES), N, LANES). sums, unless NULL,
+ * receives beside every saved state the full a_i and g_i + eps of the unfold (the same
+ * layout, a then g), so that the backward needs no second pass over the synapses. */
 void ln_ltc_fwd_lanes(long T, long B, long N, long C, long U, float eps, const float *x,
                       const float *v0, const float *dt, const float *a_leak, const float *gleak,
-                      const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *out) {
+                      const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *sums,
+                      float *out) {
     Syn rec = SYN(r, N), sen = SYN(s, C);
     long nblk = (B + LANES - 1) / LANES, NL = N * LANES;
     float *coef = malloc(sizeof(float) * 2 * (rrow[N] + srow[N]));
@@ -248,19 +271,26 @@ void ln_ltc_fwd_lanes(long T, long B, long N, long C, long U, float eps, const f
         pack(v0 + b0 * N, N, N, n, v);
         for (long t = 0; t < T; t++) {
             pack(x + (t * B + b0) * C, C, C, n, xl);
-            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, 0, ain + i * LANES, bin + i * LANES);
+            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, ain + i * LANES, bin + i * LANES);
             for (long l = 0; l < LANES; l++) h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
             for (long u = 0; u < U; u++) {
-                float *cur = vs + ((t * U + u) * nblk + blk) * NL;
+                long at = (t * U + u) * nblk + blk;
+                float *cur = vs + at * NL, *sa = sums ? sums + 2 * at * NL : 0;
                 memcpy(cur, v, sizeof(float) * NL);
                 for (long i = 0; i < N; i++) {
-                    lanes_fwd(&rec, i, cur, 0, a, g);
-                    const float *ai = ain + i * LANES, *bi = bin + i * LANES, *ci = cur + i * LANES;
+                    lanes_fwd(&rec, i, cur, a, g);
+                    long o = i * LANES;
                     float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
 #pragma omp simd
-                    for (long l = 0; l < LANES; l++)
-                        v[i * LANES + l] =
-                            (c * ci[l] + h[l] * (a[l] + al + ai[l])) / (c + h[l] * (g[l] + gl + bi[l]));
+                    for (long l = 0; l < LANES; l++) {
+                        a[l] += al + ain[o + l];
+                        g[l] += gl + bin[o + l];
+                        v[o + l] = (c * cur[o + l] + h[l] * a[l]) / (c + h[l] * g[l]);
+                    }
+                    if (sa) {
+                        memcpy(sa + o, a, sizeof a);
+                        memcpy(sa + NL + o, g, sizeof g);
+                    }
                 }
             }
             float *o = out + (t * B + b0) * N;
@@ -277,51 +307,36 @@ void ln_ltc_fwd_lanes(long T, long B, long N, long C, long U, float eps, const f
 
 static float *zeros(long n) { return calloc(n, sizeof(float)); }
 
-static void reduce_lanes(const float *acc, long n, float *dst) {
-    for (long k = 0; k < n; k++) {
-        float sum = 0.f;
-        for (long l = 0; l < LANES; l++) sum += acc[k * LANES + l];
-        dst[k] += sum;
-    }
-}
-
 /* Gradients, accumulated (+=) into the d* outputs, which the caller zeroes. dout: (T, B, N)
  * gradient of every step's output state; dv0 receives the gradient of the initial state; vs
- * as ln_ltc_fwd_lanes wrote it. The s of a row are recomputed from the saved state, which
- * costs a second forward but stores B x N values per unfold instead of B x N x N. */
+ * and sums as ln_ltc_fwd_lanes wrote them. */
 void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const float *x,
                       const float *dt, const float *a_leak, const float *gleak, const float *cm,
-                      SYN_ARGS(r), SYN_ARGS(s), const float *vs, const float *out,
-                      const float *dout, float *dv0, float *dx, float *ddt, float *da_leak,
-                      float *dgleak, float *dcm, float *drwe, float *drwm, float *drsig,
-                      float *drmu, float *dswe, float *dswm, float *dssig, float *dsmu) {
+                      SYN_ARGS(r), SYN_ARGS(s), const float *vs, const float *sums,
+                      const float *out, const float *dout, float *dv0, float *dx, float *ddt,
+                      float *da_leak, float *dgleak, float *dcm, float *drwe, float *drwm,
+                      float *drsig, float *drmu, float *dswe, float *dswm, float *dssig,
+                      float *dsmu) {
+    (void)eps; /* inside the saved g */
     Syn rec = SYN(r, N), sen = SYN(s, C);
     long nblk = (B + LANES - 1) / LANES, NL = N * LANES, CL = C * LANES;
     long nr = rrow[N], ns = srow[N];
     float *coef = malloc(sizeof(float) * 2 * (nr + ns));
     with_exp2(&rec, nr, coef);
     with_exp2(&sen, ns, coef + 2 * nr);
-    long widest = 1;
-    for (long i = 0; i < N; i++) {
-        if (rrow[i + 1] - rrow[i] > widest) widest = rrow[i + 1] - rrow[i];
-        if (srow[i + 1] - srow[i] > widest) widest = srow[i + 1] - srow[i];
-    }
-    float *racc = zeros(4 * nr * LANES), *sacc = zeros(4 * ns * LANES);
-    DSyn dr = {racc, racc + nr * LANES, racc + 2 * nr * LANES, racc + 3 * nr * LANES};
-    DSyn ds = {sacc, sacc + ns * LANES, sacc + 2 * ns * LANES, sacc + 3 * ns * LANES};
+    float *racc = zeros(4 * nr * HALF), *sacc = zeros(4 * ns * HALF);
+    DSyn dr = {racc, racc + nr * HALF, racc + 2 * nr * HALF, racc + 3 * nr * HALF};
+    DSyn ds = {sacc, sacc + ns * HALF, sacc + 2 * ns * HALF, sacc + 3 * ns * HALF};
     float *nacc = zeros(3 * NL); /* a_leak, gleak, cm */
     float *xl = malloc(sizeof(float) * CL), *dxl = malloc(sizeof(float) * CL);
-    float *ain = malloc(sizeof(float) * NL), *bin = malloc(sizeof(float) * NL);
     float *dain = malloc(sizeof(float) * NL), *dbin = malloc(sizeof(float) * NL);
     float *g_next = malloc(sizeof(float) * NL), *g_prev = malloc(sizeof(float) * NL);
-    float *v_out = malloc(sizeof(float) * NL), *s_row = malloc(sizeof(float) * widest * LANES);
-    float a[LANES], g[LANES], h[LANES], dh[LANES], da[LANES], dg[LANES];
+    float *v_out = malloc(sizeof(float) * NL);
+    float h[LANES], dh[LANES], da[LANES], dg[LANES];
     for (long blk = 0; blk < nblk; blk++) {
         long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
         memset(g_next, 0, sizeof(float) * NL);
         for (long t = T - 1; t >= 0; t--) {
-            pack(x + (t * B + b0) * C, C, C, n, xl);
-            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, 0, ain + i * LANES, bin + i * LANES);
             memset(dain, 0, sizeof(float) * NL);
             memset(dbin, 0, sizeof(float) * NL);
             pack(dout + (t * B + b0) * N, N, N, n, g_prev);
@@ -332,67 +347,58 @@ void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const f
                 dh[l] = 0.f;
             }
             for (long u = U - 1; u >= 0; u--) {
-                const float *cur = vs + ((t * U + u) * nblk + blk) * NL;
-                const float *next = u + 1 < U ? vs + ((t * U + u + 1) * nblk + blk) * NL : v_out;
+                long at = (t * U + u) * nblk + blk;
+                const float *cur = vs + at * NL, *sa = sums + 2 * at * NL, *sg = sa + NL;
+                const float *next = u + 1 < U ? cur + nblk * NL : v_out;
                 memset(g_prev, 0, sizeof(float) * NL);
                 for (long i = 0; i < N; i++) {
-                    lanes_fwd(&rec, i, cur, s_row, a, g);
                     long o = i * LANES;
-                    float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
+                    float c = cm[i];
 #pragma omp simd
                     for (long l = 0; l < LANES; l++) {
-                        float ai = a[l] + al + ain[o + l], gi = g[l] + gl + bin[o + l];
-                        float den = c + h[l] * gi, gy = g_next[o + l];
+                        float den = c + h[l] * sg[o + l], gy = g_next[o + l];
                         float dnum = gy / den, dden = -gy * next[o + l] / den;
                         da[l] = dnum * h[l];
                         dg[l] = dden * h[l];
                         g_prev[o + l] += dnum * c;
                         nacc[2 * NL + o + l] += dnum * cur[o + l] + dden;
-                        dh[l] += dnum * ai + dden * gi;
+                        dh[l] += dnum * sa[o + l] + dden * sg[o + l];
                         dain[o + l] += da[l];
                         dbin[o + l] += dg[l];
                         nacc[o + l] += da[l];
                         nacc[NL + o + l] += dg[l];
                     }
-                    lanes_bwd(&rec, &dr, i, cur, s_row, da, dg, g_prev);
+                    lanes_bwd(&rec, &dr, i, cur, da, dg, g_prev);
                 }
                 float *swap = g_next;
                 g_next = g_prev;
                 g_prev = swap;
             }
             for (long l = 0; l < n; l++) ddt[t * B + b0 + l] += dh[l] / (float)U;
+            pack(x + (t * B + b0) * C, C, C, n, xl);
             memset(dxl, 0, sizeof(float) * CL);
-            for (long i = 0; i < N; i++) {
-                lanes_fwd(&sen, i, xl, s_row, a, g);
-                lanes_bwd(&sen, &ds, i, xl, s_row, dain + i * LANES, dbin + i * LANES, dxl);
-            }
+            for (long i = 0; i < N; i++)
+                lanes_bwd(&sen, &ds, i, xl, dain + i * LANES, dbin + i * LANES, dxl);
             unpack_add(dxl, C, n, dx + (t * B + b0) * C, C);
         }
         unpack_add(g_next, N, n, dv0 + b0 * N, N);
     }
-    reduce_lanes(dr.we, nr, drwe);
-    reduce_lanes(dr.wm, nr, drwm);
-    reduce_lanes(dr.sig, nr, drsig);
-    reduce_lanes(dr.mu, nr, drmu);
-    reduce_lanes(ds.we, ns, dswe);
-    reduce_lanes(ds.wm, ns, dswm);
-    reduce_lanes(ds.sig, ns, dssig);
-    reduce_lanes(ds.mu, ns, dsmu);
-    reduce_lanes(nacc, N, da_leak);
-    reduce_lanes(nacc + NL, N, dgleak);
-    reduce_lanes(nacc + 2 * NL, N, dcm);
+    finish_syn(&rec, &dr, nr, drwe, drwm, drsig, drmu);
+    finish_syn(&sen, &ds, ns, dswe, dswm, dssig, dsmu);
+    for (long i = 0; i < N; i++) {
+        da_leak[i] += lane_sum(nacc + i * LANES, LANES);
+        dgleak[i] += lane_sum(nacc + NL + i * LANES, LANES);
+        dcm[i] += lane_sum(nacc + 2 * NL + i * LANES, LANES);
+    }
     free(coef);
     free(racc);
     free(sacc);
     free(nacc);
     free(xl);
     free(dxl);
-    free(ain);
-    free(bin);
     free(dain);
     free(dbin);
     free(g_next);
     free(g_prev);
     free(v_out);
-    free(s_row);
 }
