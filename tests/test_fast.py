@@ -173,3 +173,27 @@ def test_the_environment_turns_the_kernels_off(monkeypatch):
     monkeypatch.setattr(native, "_state", {"tried": False, "lib": None, "error": None})
     monkeypatch.setenv("LIQUIDNETS_NATIVE", "0")
     assert native.load() is None and native.error() is None
+
+
+@pytest.mark.parametrize(
+    ("ts", "merged"),
+    [(None, True), (0.5, True), (torch.tensor(0.5), True), ("grad", False), ("irregular", False)],
+)
+def test_a_constant_timespan_merges_the_gate_heads(ts, merged, monkeypatch):
+    # One timespan for every step and sample: the scan gets [f1 | f2 | c t_a + t_b].
+    from liquidnets.fast import cfc as fast_cfc
+
+    seen = []
+    original = fast_cfc.CfCScan.apply
+    monkeypatch.setattr(
+        fast_cfc.CfCScan, "apply", lambda spec, *a: seen.append(spec) or original(spec, *a)
+    )
+    model = make("cfc")
+    x = torch.randn(2, 5, 4)
+    if ts == "grad":
+        ts = torch.tensor(0.5, requires_grad=True)
+    elif ts == "irregular":
+        ts = irregular(2, 5)
+    model(x, timespans=ts)
+    assert seen[-1].merged is merged
+    assert seen[-1].n_heads == (3 if merged else 4)

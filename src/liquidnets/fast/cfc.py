@@ -35,32 +35,54 @@ def supports(cell) -> bool:
     return isinstance(cell, WiredCfCCell)  # its layers have no backbone, hence no dropout
 
 
-def _heads(cell: CfCCell) -> tuple[Tensor, Tensor]:
-    """The heads as one `(nH, in)` weight and `(nH,)` bias, masks applied."""
+def _heads(cell: CfCCell, timespan: float | None = None) -> tuple[Tensor, Tensor]:
+    """The heads as one `(nH, in)` weight and `(nH,)` bias, masks applied. With a constant
+    `timespan` c, the time gate's two heads are merged into one: `c t_a + t_b` (nH = 3H)."""
     mask = cell.sparsity_mask
     w1 = cell.ff1.weight if mask is None else cell.ff1.weight * mask
     if cell.mode == "pure":
         return w1, cell.ff1.bias
     w2 = cell.ff2.weight if mask is None else cell.ff2.weight * mask
-    weight = torch.cat([w1, w2, cell.time_a.weight, cell.time_b.weight], dim=0)
-    bias = torch.cat([cell.ff1.bias, cell.ff2.bias, cell.time_a.bias, cell.time_b.bias])
+    ta, tb = cell.time_a, cell.time_b
+    if timespan is None:
+        weight = torch.cat([w1, w2, ta.weight, tb.weight], dim=0)
+        bias = torch.cat([cell.ff1.bias, cell.ff2.bias, ta.bias, tb.bias])
+    else:
+        weight = torch.cat([w1, w2, torch.add(tb.weight, ta.weight, alpha=timespan)], dim=0)
+        bias = torch.cat(
+            [cell.ff1.bias, cell.ff2.bias, torch.add(tb.bias, ta.bias, alpha=timespan)]
+        )
     return weight, bias
+
+
+def _constant_timespan(ts) -> float | None:
+    """The one timespan of every step and sample, when the caller gave one (None, a number,
+    or a 0-d tensor that needs no gradient); else None."""
+    if ts is None:
+        return 1.0
+    if isinstance(ts, int | float):
+        return float(ts)
+    if isinstance(ts, Tensor) and ts.dim() == 0 and not ts.requires_grad:
+        return float(ts)
+    return None
 
 
 def _empty(like: Tensor) -> Tensor:
     return like.new_empty(0)
 
 
-def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
-    """`x (B, T, C)`, `h0 (B, H)`, `ts (T, B|1, 1)` -> states `(T, B, H)`."""
+def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float | None) -> Tensor:
+    """`x (B, T, C)`, `h0 (B, H)`, `ts (T, B|1, 1)` -> states `(T, B, H)`. `constant`: the
+    timespan of every step and sample if there is one (the gate heads are then merged)."""
     C = cell.input_size
-    head_w, head_b = _heads(cell)
+    merged = constant is not None and cell.mode != "pure"
+    head_w, head_b = _heads(cell, constant if merged else None)
     pure = cell.mode == "pure"
     A = cell.A if pure else _empty(x)
     w_tau = cell.w_tau if pure else _empty(x)
     if cell.backbone_layers == 0:
         P = F.linear(x, head_w[:, :C], head_b).transpose(0, 1).contiguous()  # (T, B, nH)
-        spec = ScanSpec(cell.mode, "none", cell.hidden_size)
+        spec = ScanSpec(cell.mode, "none", cell.hidden_size, merged=merged)
         Wr = head_w[:, C:].t()
         return CfCScan.apply(spec, P, h0, ts, Wr, _empty(x), _empty(x), A, w_tau, _empty(x))
 
@@ -76,7 +98,7 @@ def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
         w, b = layer.weight.t(), layer.bias
         deep += [w * (inner * outer), b * inner] if inner != 1.0 else [w, b]
     Wh = head_w.t() * outer if outer != 1.0 else head_w.t()
-    spec = ScanSpec(cell.mode, act, cell.hidden_size)
+    spec = ScanSpec(cell.mode, act, cell.hidden_size, merged=merged)
     return CfCScan.apply(spec, P, h0, ts, Wr, Wh, head_b, A, w_tau, _empty(x), *deep)
 
 
@@ -140,7 +162,7 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
         else:
             out = states[:, :, cell._motor_index]
         return out.transpose(0, 1), Hs[-1]
-    Hs = run_dense(cell, x, h0, ts_tm)
+    Hs = run_dense(cell, x, h0, ts_tm, _constant_timespan(ts))
     return Hs.transpose(0, 1), Hs[-1]
 
 
@@ -181,7 +203,17 @@ def _gate(cell: CfCCell, heads: Tensor, dt, H: int) -> Tensor:
         _alive, ts_ptr, ts_b = _timestep_pointer(dt, B)  # _alive: kept until the call
         h = heads.new_empty(B, H)
         lib.ln_cfc_gate_fwd(  # in place on heads, a fresh tensor of ours
-            B, H, int(cell.mode == "no_gate"), heads.data_ptr(), ts_ptr, ts_b, 0, h.data_ptr()
+            B,
+            H,
+            int(cell.mode == "no_gate"),
+            4,
+            heads.data_ptr(),
+            None,
+            0,
+            ts_ptr,
+            ts_b,
+            0,
+            h.data_ptr(),
         )
         return h
     ff = torch.tanh(heads[:, : 2 * H])

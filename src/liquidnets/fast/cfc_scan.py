@@ -13,6 +13,10 @@ The scan sees a CfC step in a normal form (built from the modules by `cfc_fast.p
     heads_t = z_t @ Wh + bh                            [f1 | f2 | t_a | t_b], or [f] (pure)
     h_t     = cfc_mode(heads_t, ts_t)                  see CfCCell
     h_t     = where(active_t, h_t, h_{t-1})            only on ramp steps (wired wavefront)
+
+With one timespan c for every step and sample (`merged`), the gate's pre-activation
+`t_a c + t_b` is one head `t` whose weights the caller merged (`c W_a + W_b`): the heads are
+`[f1 | f2 | t]`, a matmul a quarter narrower, and `ts` is not read.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class ScanSpec:
     act: str  # "tanh", "relu", "silu", "gelu", or "none" without backbone
     hidden: int  # H
     ramps: tuple[bool, ...] | None = None  # steps where `active` masks the update
+    merged: bool = False  # heads [f1 | f2 | t]: the time gate merged for a constant timespan
+
+    @property
+    def n_heads(self) -> int:
+        return 1 if self.mode == "pure" else 3 if self.merged else 4
 
 
 _ACT = {
@@ -67,6 +76,7 @@ class _Native:
     def __init__(self, lib, spec: ScanSpec, ts: Tensor, batch: int) -> None:
         self.lib, self.spec, self.B, self.H = lib, spec, batch, spec.hidden
         self.no_gate = int(spec.mode == "no_gate")
+        self.nh = spec.n_heads
         self.ts = ts.data_ptr()
         self.ts_t = ts.stride(0) * 4
         self.ts_b = ts.stride(1) if ts.shape[1] > 1 else 0
@@ -90,22 +100,27 @@ class _Native:
         return [base + t * step for t in range(buf.shape[0])]
 
     def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
+        # Plain matmuls into the buffers, the kernels adding P and the bias: addmm(out=)
+        # would first copy P or the bias into its output, a copy per matmul.
         lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
-        P_t, H_t, heads_t = P.unbind(0), Hs.unbind(0), heads_all.unbind(0)
-        heads_p, h_p = map(self.rows, (heads_all, Hs))
+        H_t, heads_t = Hs.unbind(0), heads_all.unbind(0)
+        heads_p, h_p, P_p = map(self.rows, (heads_all, Hs, P))
         if Zs:
             Z_t, z_p, n = Zs[0].unbind(0), self.rows(Zs[0]), Zs[0][0].numel()
+            add, add_sb = [bh.data_ptr()] * len(P_p), 0
+        else:
+            add, add_sb = P_p, P.shape[-1]
         h = h0
-        for t in range(len(P_t)):
+        for t in range(len(H_t)):
             if Zs:
-                torch.addmm(P_t[t], h, Wr, out=Z_t[t])  # (B, U)
-                lib.ln_tanh_fwd(n, z_p[t], z_p[t])
-                torch.addmm(bh, Z_t[t], Wh, out=heads_t[t])  # (B, 4H)
+                torch.mm(h, Wr, out=Z_t[t])  # (B, U)
+                lib.ln_tanh_fwd(n, z_p[t], P_p[t], z_p[t])
+                torch.mm(Z_t[t], Wh, out=heads_t[t])  # (B, nH)
             else:
-                torch.addmm(P_t[t], h, Wr, out=heads_t[t])
+                torch.mm(h, Wr, out=heads_t[t])
             lib.ln_cfc_gate_fwd(
-                B, H, self.no_gate, heads_p[t], self.ts + t * self.ts_t, self.ts_b, self.ts_h,
-                h_p[t],
+                B, H, self.no_gate, self.nh, heads_p[t], add[t], add_sb,
+                self.ts + t * self.ts_t, self.ts_b, self.ts_h, h_p[t],
             )  # fmt: skip
             if ramps is not None and ramps[t]:
                 H_t[t].copy_(torch.where(active[t], H_t[t], h))
@@ -132,7 +147,8 @@ class _Native:
                 gh = torch.where(active[t], g, 0.0).contiguous()
                 dout = None
             lib.ln_cfc_gate_bwd(
-                B, H, self.no_gate, dout, gh.data_ptr(), heads_p[t], self.ts + t * self.ts_t,
+                B, H, self.no_gate, self.nh, dout, gh.data_ptr(), heads_p[t],
+                self.ts + t * self.ts_t,
                 self.ts_b, self.ts_h, dheads_p[t], dts_p[t],
             )  # fmt: skip
             if Zs:
@@ -160,7 +176,7 @@ class CfCScan(torch.autograd.Function):
         has_backbone = spec.act != "none"
         keep_pre = spec.act in ("silu", "gelu")
         pure = spec.mode == "pure"
-        n_heads = 1 if pure else 4
+        n_heads = spec.n_heads
         act = _ACT.get(spec.act)
         weights = deep[0::2]
         biases = deep[1::2]
@@ -203,9 +219,12 @@ class CfCScan(torch.autograd.Function):
                 new = A - A * e * heads
             else:
                 ff = torch.tanh(heads[:, : 2 * H], out=FF[t])
-                s = torch.sigmoid(
-                    torch.addcmul(heads[:, 3 * H :], heads[:, 2 * H : 3 * H], ts_t), out=S[t]
+                gate_pre = (
+                    heads[:, 2 * H :]
+                    if spec.merged
+                    else torch.addcmul(heads[:, 3 * H :], heads[:, 2 * H : 3 * H], ts_t)
                 )
+                s = torch.sigmoid(gate_pre, out=S[t])
                 if spec.mode == "default":
                     new = torch.lerp(ff[:, :H], ff[:, H:], s)
                 else:
@@ -302,10 +321,13 @@ class CfCScan(torch.autograd.Function):
                     d_ff = torch.cat([g, gs], dim=1)
                 dpre_s = aten.sigmoid_backward(dgate, s)  # (B, H)
                 dheads[:, : 2 * H] = aten.tanh_backward(d_ff, ff)
-                torch.mul(dpre_s, ts_t, out=dheads[:, 2 * H : 3 * H])
-                dheads[:, 3 * H :] = dpre_s
-                if want_ts:
-                    dts[t] += _sum_to(dpre_s * heads_all[t, :, 2 * H : 3 * H], ts_t.shape)
+                if spec.merged:  # the caller's merge of t_a and t_b carries the gradient on
+                    dheads[:, 2 * H :] = dpre_s
+                else:
+                    torch.mul(dpre_s, ts_t, out=dheads[:, 2 * H : 3 * H])
+                    dheads[:, 3 * H :] = dpre_s
+                    if want_ts:
+                        dts[t] += _sum_to(dpre_s * heads_all[t, :, 2 * H : 3 * H], ts_t.shape)
             if has_backbone:
                 dz = dheads.mm(WhT)  # (B, U)
                 for layer in range(nz - 1, 0, -1):

@@ -31,10 +31,17 @@ _state: dict = {"tried": False, "lib": None, "error": None}
 _c_long, _c_int, _ptr = ctypes.c_long, ctypes.c_int, ctypes.c_void_p
 # Signatures of the exported functions: name -> argument types (all return void).
 SIGNATURES: dict[str, list] = {
-    "ln_tanh_fwd": [_c_long, _ptr, _ptr],
+    "ln_tanh_fwd": [_c_long, _ptr, _ptr, _ptr],
     "ln_tanh_bwd": [_c_long, _ptr, _ptr, _ptr],
-    "ln_cfc_gate_fwd": [_c_long, _c_long, _c_int, _ptr, _ptr, _c_long, _c_long, _ptr],
-    "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int] + [_ptr] * 4 + [_c_long, _c_long, _ptr, _ptr],
+    # B, H, no_gate, nh, heads, add, add_sb, ts, ts_sb, ts_sh, h
+    "ln_cfc_gate_fwd": [
+        *(_c_long, _c_long, _c_int, _c_int),
+        *(_ptr, _ptr, _c_long),
+        *(_ptr, _c_long, _c_long, _ptr),
+    ],
+    "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int, _c_int]
+    + [_ptr] * 4
+    + [_c_long, _c_long, _ptr, _ptr],
     # B, C, H, U, no_gate, x, h, W1, b1, Wh, bh, ts, ts_b, work, h_out
     "ln_cfc_dense_step": [_c_long] * 4 + [_c_int] + [_ptr] * 7 + [_c_long, _ptr, _ptr],
     # B, L, sizes, C, no_gate, own, win, x, ts, ts_b, state, work
@@ -76,7 +83,8 @@ def _build(cc: str, sources: list[Path], target: Path) -> None:
         cmd = [cc, *FLAGS, "-o", tmp, *map(str, sources), "-lm"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr else "failed")
+            lines = done.stderr.strip().splitlines() or ["failed"]
+            raise RuntimeError(next((ln for ln in lines if "error" in ln), lines[-1]))
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

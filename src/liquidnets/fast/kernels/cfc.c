@@ -6,8 +6,10 @@
  * them, whose dispatch overhead dominates at the sizes liquid networks use.
  *
  * Layouts are row-major and contiguous unless a stride is given. `heads` is
- * [f1 | f2 | t_a | t_b], each H wide; `ts` is read at ts[b * ts_sb + j * ts_sh] so that
- * (1, 1), (B, 1) and (B, H) timespans all work.
+ * [f1 | f2 | t_a | t_b], each H wide (nh = 4); `ts` is read at ts[b * ts_sb + j * ts_sh] so
+ * that (1, 1), (B, 1) and (B, H) timespans all work. With one timespan c for every step and
+ * sample, t_a c + t_b is a single head [f1 | f2 | t] (nh = 3): its weights are c W_a + W_b,
+ * one matmul a quarter narrower, and ts is not read.
  */
 #include <math.h>
 #include <string.h>
@@ -23,9 +25,10 @@ static inline float tanhf_(float x) {
     return 2.f / (1.f + expf(-2.f * x)) - 1.f;
 }
 
-void ln_tanh_fwd(long n, const float *x, float *y) {
+/* y = tanh(x + p): the matmul before it writes x with no bias, so no copy of p comes first. */
+void ln_tanh_fwd(long n, const float *x, const float *p, float *y) {
 #pragma omp simd
-    for (long i = 0; i < n; i++) y[i] = tanhf_(x[i]);
+    for (long i = 0; i < n; i++) y[i] = tanhf_(x[i] + p[i]);
 }
 
 /* dx = dy * (1 - y^2) */
@@ -34,43 +37,66 @@ void ln_tanh_bwd(long n, const float *dy, const float *y, float *dx) {
     for (long i = 0; i < n; i++) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
 
-/* In place on each row of heads = [f1 | f2 | t_a | t_b] (B x 4H):
- *   f1, f2 <- tanh(f1), tanh(f2);  t_b <- s = sigmoid(t_a * ts + t_b);
+/* In place on each row of heads = [f1 | f2 | t_a | t_b] (B x 4H, or [f1 | f2 | t] with nh = 3),
+ * after adding add[b * add_sb + .] to row b when add is not NULL (add_sb = 0: a bias):
+ *   f1, f2 <- tanh(f1), tanh(f2);  the last head <- s = sigmoid(t_a * ts + t_b) (or sigmoid(t));
  *   h = f1 + s (f2 - f1)  (no_gate: f1 + s f2).
  * The backward needs tanh(f1), tanh(f2), t_a and s, which is what the row then holds: the raw
  * heads are not kept, which saves 3 H floats per step and sample. */
-void ln_cfc_gate_fwd(long B, long H, int no_gate, float *heads, const float *ts, long ts_sb,
-                     long ts_sh, float *h) {
+void ln_cfc_gate_fwd(long B, long H, int no_gate, int nh, float *heads, const float *add,
+                     long add_sb, const float *ts, long ts_sb, long ts_sh, float *h) {
     for (long b = 0; b < B; b++) {
-        float *hd = heads + b * 4 * H, *hb = h + b * H;
-        const float *tb = ts + b * ts_sb;
+        float *hd = heads + b * nh * H, *hb = h + b * H, *hs = hd + (nh - 1) * H;
+        const float *tb = nh == 4 ? ts + b * ts_sb : 0;
+        if (add) {
+            const float *ab = add + b * add_sb;
+#pragma omp simd
+            for (long j = 0; j < nh * H; j++) hd[j] += ab[j];
+        }
 #pragma omp simd
         for (long j = 0; j < 2 * H; j++) hd[j] = tanhf_(hd[j]);
+        if (nh == 4) {
+#pragma omp simd
+            for (long j = 0; j < H; j++) hs[j] = hd[2 * H + j] * tb[j * ts_sh] + hs[j];
+        }
 #pragma omp simd
         for (long j = 0; j < H; j++) {
-            float g = sigmoidf_(hd[2 * H + j] * tb[j * ts_sh] + hd[3 * H + j]);
-            hd[3 * H + j] = g;
+            float g = sigmoidf_(hs[j]);
+            hs[j] = g;
             hb[j] = no_gate ? hd[j] + g * hd[H + j] : hd[j] + g * (hd[H + j] - hd[j]);
         }
     }
 }
 
 /* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL), from the rows it left.
- * Writes d heads (B x 4H; it may be heads itself) and, if dts is not NULL, the per-element
- * d s_pre * t_a (B x H). */
-void ln_cfc_gate_bwd(long B, long H, int no_gate, const float *dout, const float *gh,
+ * Writes d heads (B x nh H; it may be heads itself) and, if dts is not NULL (nh = 4), the
+ * per-element d s_pre * t_a (B x H). */
+void ln_cfc_gate_bwd(long B, long H, int no_gate, int nh, const float *dout, const float *gh,
                      const float *heads, const float *ts, long ts_sb, long ts_sh,
                      float *dheads, float *dts) {
     for (long b = 0; b < B; b++) {
-        const float *hd = heads + b * 4 * H;
+        const float *hd = heads + b * nh * H, *hs = hd + (nh - 1) * H;
         const float *gb = gh + b * H, *ob = dout ? dout + b * H : 0;
+        float *d = dheads + b * nh * H, *dt = dts ? dts + b * H : 0;
+        if (nh == 3) {
+#pragma omp simd
+            for (long j = 0; j < H; j++) {
+                float g = gb[j] + (ob ? ob[j] : 0.f);
+                float f1 = hd[j], f2 = hd[H + j], sg = hs[j];
+                float dgate = no_gate ? g * f2 : g * (f2 - f1);
+                float df1 = no_gate ? g : g * (1.f - sg);
+                d[j] = df1 * (1.f - f1 * f1);
+                d[H + j] = g * sg * (1.f - f2 * f2);
+                d[2 * H + j] = dgate * sg * (1.f - sg);
+            }
+            continue;
+        }
         const float *tb = ts + b * ts_sb;
-        float *d = dheads + b * 4 * H, *dt = dts ? dts + b * H : 0;
 #pragma omp simd
         for (long j = 0; j < H; j++) {
             float g = gb[j] + (ob ? ob[j] : 0.f);
             /* every value of the row is read before any is written: d may alias heads */
-            float f1 = hd[j], f2 = hd[H + j], ta = hd[2 * H + j], sg = hd[3 * H + j];
+            float f1 = hd[j], f2 = hd[H + j], ta = hd[2 * H + j], sg = hs[j];
             float dgate = no_gate ? g * f2 : g * (f2 - f1);
             float df1 = no_gate ? g : g * (1.f - sg);
             float df2 = g * sg;
@@ -111,7 +137,7 @@ void ln_cfc_wired_step(long B, long L, const long *sizes, long C, int no_gate,
 #pragma omp simd
                 for (long k = 0; k < w4; k++) hd[k] += v * wr[k];
             }
-            ln_cfc_gate_fwd(1, n, no_gate, hd, ts + b * ts_sb, 0, 0,
+            ln_cfc_gate_fwd(1, n, no_gate, 4, hd, 0, 0, ts + b * ts_sb, 0, 0,
                             state + b * n_total + st_off);
         }
         w_off += in_w * w4;
@@ -138,14 +164,14 @@ void ln_cfc_dense_step(long B, long C, long H, long U, int no_gate, const float 
         const float *xb = x + b * C, *hb = h + b * H;
         const float *zin;
         if (U) {
-            memcpy(z, b1, sizeof(float) * U);
+            memset(z, 0, sizeof(float) * U);
             for (long c = 0; c < in_w; c++) {
                 float v = c < C ? xb[c] : hb[c - C];
                 const float *wr = W1 + c * U;
 #pragma omp simd
                 for (long k = 0; k < U; k++) z[k] += v * wr[k];
             }
-            ln_tanh_fwd(U, z, z);
+            ln_tanh_fwd(U, z, b1, z);
             zin = z;
         } else {
             zin = 0;
@@ -157,6 +183,6 @@ void ln_cfc_dense_step(long B, long C, long H, long U, int no_gate, const float 
 #pragma omp simd
             for (long k = 0; k < w4; k++) heads[k] += v * wr[k];
         }
-        ln_cfc_gate_fwd(1, H, no_gate, heads, ts + b * ts_sb, 0, 0, h_out + b * H);
+        ln_cfc_gate_fwd(1, H, no_gate, 4, heads, 0, 0, ts + b * ts_sb, 0, 0, h_out + b * H);
     }
 }
