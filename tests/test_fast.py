@@ -1,5 +1,7 @@
 """The fused paths compute what the readable cells compute: outputs and every gradient."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -79,10 +81,15 @@ def two_threads():
 
 @needs_kernels
 # Batches of padded lanes in one chunk, in two chunks, and two chunks of more than one block.
-@pytest.mark.parametrize("batch", [3, 17, 37], ids=["one-chunk", "two-chunks", "blocks"])
+@pytest.mark.parametrize("split", ["kernel-threads", "thread-pool"])
+@pytest.mark.parametrize("batch", [3, 17, 37], ids=["one-block", "two-blocks", "three-blocks"])
 @pytest.mark.parametrize("kind", TIMESPANS)
 @pytest.mark.parametrize("name", FUSED_LTC)
-def test_ltc_kernel_equals_reference(name, kind, batch, two_threads):
+def test_ltc_kernel_equals_reference(name, kind, batch, split, two_threads, monkeypatch):
+    # The batch is shared among threads inside the kernel (OpenMP builds), or split into
+    # chunks for a thread pool (builds without OpenMP).
+    if split == "thread-pool":
+        monkeypatch.setattr(liquidnets.fast.ltc, "_threads", lambda lib: (2, 1))
     model = make(name)
     fused, reference = run_both(model, *inputs(model, torch.float32, kind, batch))
     for a, b in zip(fused, reference, strict=True):
@@ -197,3 +204,14 @@ def test_a_constant_timespan_merges_the_gate_heads(ts, merged, monkeypatch):
     model(x, timespans=ts)
     assert seen[-1].merged is merged
     assert seen[-1].n_heads == (3 if merged else 4)
+
+
+@needs_kernels
+def test_kernel_threads_are_torchs_openmp_team():
+    # Built with OpenMP, the kernels must use the libgomp PyTorch loaded, not a second
+    # runtime whose idle threads would compete with PyTorch's for the cores.
+    maps = Path("/proc/self/maps")
+    if not native.load().ln_openmp() or not maps.exists():
+        pytest.skip("no OpenMP build, or no /proc here")
+    runtimes = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
+    assert len(runtimes) == 1, runtimes

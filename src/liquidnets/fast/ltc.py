@@ -37,11 +37,18 @@ def _ptr(t: Tensor) -> int:
     return t.data_ptr()
 
 
-def _chunks(batch: int, lanes: int) -> list[slice]:
-    """Split the batch across torch's intra-op threads: rows are independent, and ctypes
-    releases the GIL while a kernel runs, so the chunks run in parallel. The kernel works on
-    `lanes` rows at a time, so there are no more chunks than blocks of `lanes` rows."""
-    n = max(1, min(torch.get_num_threads(), -(-batch // lanes)))
+def _threads(lib) -> tuple[int, int]:
+    """`(chunks, threads per chunk)`: a kernel built with OpenMP shares one call among torch's
+    intra-op threads itself; otherwise the batch is split into chunks for a thread pool."""
+    n = torch.get_num_threads()
+    return (1, n) if lib.ln_openmp() else (n, 1)
+
+
+def _chunks(batch: int, lanes: int, parts: int) -> list[slice]:
+    """Split the batch into up to `parts` chunks: rows are independent, and ctypes releases
+    the GIL while a kernel runs, so the chunks run in parallel. The kernel works on `lanes`
+    rows at a time, so there are no more chunks than blocks of `lanes` rows."""
+    n = max(1, min(parts, -(-batch // lanes)))
     bounds = [batch * k // n for k in range(n + 1)]
     return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
@@ -85,7 +92,8 @@ class LTCScan(torch.autograd.Function):
         # start another OpenMP team, whose spinning threads then slow every later torch op.
         results = []
         lanes = lib.ln_ltc_lanes()
-        for rows in _chunks(B, lanes):
+        parts, threads = _threads(lib)
+        for rows in _chunks(B, lanes, parts):
             per_row = [x[:, rows].contiguous(), v0[rows].contiguous(), dt[:, rows].contiguous()]
             b = rows.stop - rows.start
             # The state before every unfold and the sums a, g of every unfold, in the lane
@@ -99,12 +107,12 @@ class LTCScan(torch.autograd.Function):
             per_row, vs, sums, out = job
             lib.ln_ltc_fwd_lanes(
                 T, out.shape[1], N, C, unfolds, ctypes.c_float(eps), *map(_ptr, per_row),
-                *pointers, _ptr(vs), _ptr(sums), _ptr(out),
+                *pointers, _ptr(vs), _ptr(sums), _ptr(out), threads,
             )  # fmt: skip
 
-        parts = _chunks(B, lanes)
         _parallel(run_chunk, results)
-        ctx.unfolds, ctx.eps, ctx.parts, ctx.pointers = unfolds, eps, parts, pointers
+        ctx.unfolds, ctx.eps, ctx.pointers = unfolds, eps, pointers
+        ctx.parts, ctx.threads = _chunks(B, lanes, parts), threads
         ctx.results = results
         ctx.save_for_backward(*params, *index)
         return torch.cat([r[3] for r in results], dim=1)
@@ -128,6 +136,7 @@ class LTCScan(torch.autograd.Function):
             lib.ln_ltc_bwd_lanes(
                 T, b, vs.shape[3], C, ctx.unfolds, ctypes.c_float(ctx.eps), _ptr(x), _ptr(dt),
                 *ctx.pointers, _ptr(vs), _ptr(sums), _ptr(out), _ptr(d_out), *map(_ptr, grads),
+                ctx.threads,
             )  # fmt: skip
 
         _parallel(run_chunk, jobs)
@@ -201,6 +210,7 @@ def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
     if lanes // 2 <= B:
         kernel = lib.ln_ltc_fwd_lanes
         pointers.insert(-1, None)  # no sums: nothing is differentiated
+        pointers.append(_threads(lib)[1])
     else:
         kernel = lib.ln_ltc_fwd
     kernel(1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *pointers)

@@ -24,6 +24,11 @@ from pathlib import Path
 
 KERNELS = Path(__file__).with_name("kernels")
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11"]
+# Tried first: OpenMP threads inside the LTC kernels. libgomp.so.1 is then the copy PyTorch
+# loaded already (the loader matches it by soname), so they are PyTorch's own OpenMP team.
+# Without it (a compiler with no OpenMP) the same sources build serial, and the batch is
+# split over a Python thread pool instead.
+OPENMP = ["-fopenmp"]
 
 _lock = threading.Lock()
 _state: dict = {"tried": False, "lib": None, "error": None}
@@ -51,9 +56,10 @@ SIGNATURES: dict[str, list] = {
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
     # the same with batch lanes side by side (the training scan), and its backward:
-    # T, B, N, C, U, eps, then 18 input and 3 output pointers; 21 input and 14 output pointers
-    "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 21,
-    "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 35,
+    # T, B, N, C, U, eps, then 18 input and 3 output pointers; 21 input and 14 output
+    # pointers; then the number of threads
+    "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 21 + [_c_long],
+    "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 35 + [_c_long],
 }
 
 
@@ -74,13 +80,13 @@ def _compiler() -> str | None:
     return None
 
 
-def _build(cc: str, sources: list[Path], target: Path) -> None:
+def _build(cc: str, sources: list[Path], target: Path, flags: list[str]) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build beside the target and rename: a concurrent process never loads half a file.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        cmd = [cc, *FLAGS, "-o", tmp, *map(str, sources), "-lm"]
+        cmd = [cc, *flags, "-o", tmp, *map(str, sources), "-lm"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             lines = done.stderr.strip().splitlines() or ["failed"]
@@ -120,19 +126,35 @@ def _load() -> ctypes.CDLL:
     if cc is None:
         raise RuntimeError("no C compiler found (set CC to use one)")
     sources = sorted(KERNELS.glob("*.c"))
+    try:
+        lib = _build_and_load(cc, sources, FLAGS + OPENMP)
+    except (RuntimeError, OSError):
+        lib = _build_and_load(cc, sources, FLAGS)
+    for name, argtypes in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, None
+    lib.ln_openmp.restype = ctypes.c_int
+    lib.ln_ltc_lanes.restype = ctypes.c_long
+    return lib
+
+
+def _build_and_load(cc: str, sources: list[Path], flags: list[str]) -> ctypes.CDLL:
     key = hashlib.sha256()
-    for part in (cc, " ".join(FLAGS), platform.machine(), platform.node()):
+    for part in (cc, " ".join(flags), platform.machine(), platform.node()):
         key.update(part.encode())
     for src in sources:
         key.update(src.read_bytes())
     target = cache_dir() / f"kernels-{key.hexdigest()[:20]}.so"
+    failed = target.with_suffix(".failed")  # so that a failing build is not retried each run
+    if failed.exists():
+        raise RuntimeError(failed.read_text())
     if not target.exists():
-        _build(cc, sources, target)
-    lib = ctypes.CDLL(str(target))
-    for name, argtypes in SIGNATURES.items():
-        fn = getattr(lib, name)
-        fn.argtypes, fn.restype = argtypes, None
-    return lib
+        try:
+            _build(cc, sources, target, flags)
+        except RuntimeError as exc:
+            failed.write_text(str(exc))
+            raise
+    return ctypes.CDLL(str(target))
 
 
 def error() -> str | None:

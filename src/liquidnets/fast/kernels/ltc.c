@@ -20,6 +20,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else
+static int omp_get_thread_num(void) { return 0; }
+#endif
+
+/* Whether the lane kernels split their blocks over threads themselves. They are built with
+ * -fopenmp where the compiler allows; libgomp.so.1 then resolves to the copy PyTorch has
+ * already loaded, so these threads are PyTorch's own OpenMP team. */
+int ln_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 /* exp(x) written out so that the compiler inlines and vectorises it (a call to the vector
  * expf of libm per 8 lanes costs more than the arithmetic): x = n ln2 + r with |r| <= ln2/2,
@@ -253,56 +269,63 @@ static void finish_syn(const Syn *y, const DSyn *acc, long nnz, float *dwe, floa
 
 /* As ln_ltc_fwd, with vs laid out (T, U, ceil(B / LANES), N, LANES). sums, unless NULL,
  * receives beside every saved state the full a_i and g_i + eps of the unfold (the same
- * layout, a then g), so that the backward needs no second pass over the synapses. */
+ * layout, a then g), so that the backward needs no second pass over the synapses. The blocks
+ * of LANES samples are independent: with OpenMP they are shared among `threads` threads. */
 void ln_ltc_fwd_lanes(long T, long B, long N, long C, long U, float eps, const float *x,
                       const float *v0, const float *dt, const float *a_leak, const float *gleak,
                       const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *sums,
-                      float *out) {
+                      float *out, long threads) {
     Syn rec = SYN(r, N), sen = SYN(s, C);
     long nblk = (B + LANES - 1) / LANES, NL = N * LANES;
     float *coef = malloc(sizeof(float) * 2 * (rrow[N] + srow[N]));
     with_exp2(&rec, rrow[N], coef);
     with_exp2(&sen, srow[N], coef + 2 * rrow[N]);
-    float *xl = malloc(sizeof(float) * C * LANES), *v = malloc(sizeof(float) * NL);
-    float *ain = malloc(sizeof(float) * NL), *bin = malloc(sizeof(float) * NL);
-    float a[LANES], g[LANES], h[LANES];
-    for (long blk = 0; blk < nblk; blk++) {
-        long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
-        pack(v0 + b0 * N, N, N, n, v);
-        for (long t = 0; t < T; t++) {
-            pack(x + (t * B + b0) * C, C, C, n, xl);
-            for (long i = 0; i < N; i++) lanes_fwd(&sen, i, xl, ain + i * LANES, bin + i * LANES);
-            for (long l = 0; l < LANES; l++) h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
-            for (long u = 0; u < U; u++) {
-                long at = (t * U + u) * nblk + blk;
-                float *cur = vs + at * NL, *sa = sums ? sums + 2 * at * NL : 0;
-                memcpy(cur, v, sizeof(float) * NL);
-                for (long i = 0; i < N; i++) {
-                    lanes_fwd(&rec, i, cur, a, g);
-                    long o = i * LANES;
-                    float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
+#pragma omp parallel num_threads(threads) if (threads > 1 && nblk > 1)
+    {
+        float *xl = malloc(sizeof(float) * C * LANES), *v = malloc(sizeof(float) * NL);
+        float *ain = malloc(sizeof(float) * NL), *bin = malloc(sizeof(float) * NL);
+        float a[LANES], g[LANES], h[LANES];
+#pragma omp for schedule(static)
+        for (long blk = 0; blk < nblk; blk++) {
+            long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
+            pack(v0 + b0 * N, N, N, n, v);
+            for (long t = 0; t < T; t++) {
+                pack(x + (t * B + b0) * C, C, C, n, xl);
+                for (long i = 0; i < N; i++)
+                    lanes_fwd(&sen, i, xl, ain + i * LANES, bin + i * LANES);
+                for (long l = 0; l < LANES; l++)
+                    h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
+                for (long u = 0; u < U; u++) {
+                    long at = (t * U + u) * nblk + blk;
+                    float *cur = vs + at * NL, *sa = sums ? sums + 2 * at * NL : 0;
+                    memcpy(cur, v, sizeof(float) * NL);
+                    for (long i = 0; i < N; i++) {
+                        lanes_fwd(&rec, i, cur, a, g);
+                        long o = i * LANES;
+                        float al = a_leak[i], gl = gleak[i] + eps, c = cm[i];
 #pragma omp simd
-                    for (long l = 0; l < LANES; l++) {
-                        a[l] += al + ain[o + l];
-                        g[l] += gl + bin[o + l];
-                        v[o + l] = (c * cur[o + l] + h[l] * a[l]) / (c + h[l] * g[l]);
-                    }
-                    if (sa) {
-                        memcpy(sa + o, a, sizeof a);
-                        memcpy(sa + NL + o, g, sizeof g);
+                        for (long l = 0; l < LANES; l++) {
+                            a[l] += al + ain[o + l];
+                            g[l] += gl + bin[o + l];
+                            v[o + l] = (c * cur[o + l] + h[l] * a[l]) / (c + h[l] * g[l]);
+                        }
+                        if (sa) {
+                            memcpy(sa + o, a, sizeof a);
+                            memcpy(sa + NL + o, g, sizeof g);
+                        }
                     }
                 }
+                float *o = out + (t * B + b0) * N;
+                for (long l = 0; l < n; l++)
+                    for (long j = 0; j < N; j++) o[l * N + j] = v[j * LANES + l];
             }
-            float *o = out + (t * B + b0) * N;
-            for (long l = 0; l < n; l++)
-                for (long j = 0; j < N; j++) o[l * N + j] = v[j * LANES + l];
         }
+        free(xl);
+        free(v);
+        free(ain);
+        free(bin);
     }
     free(coef);
-    free(xl);
-    free(v);
-    free(ain);
-    free(bin);
 }
 
 static float *zeros(long n) { return calloc(n, sizeof(float)); }
@@ -316,7 +339,7 @@ void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const f
                       const float *out, const float *dout, float *dv0, float *dx, float *ddt,
                       float *da_leak, float *dgleak, float *dcm, float *drwe, float *drwm,
                       float *drsig, float *drmu, float *dswe, float *dswm, float *dssig,
-                      float *dsmu) {
+                      float *dsmu, long threads) {
     (void)eps; /* inside the saved g */
     Syn rec = SYN(r, N), sen = SYN(s, C);
     long nblk = (B + LANES - 1) / LANES, NL = N * LANES, CL = C * LANES;
@@ -324,81 +347,92 @@ void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const f
     float *coef = malloc(sizeof(float) * 2 * (nr + ns));
     with_exp2(&rec, nr, coef);
     with_exp2(&sen, ns, coef + 2 * nr);
-    float *racc = zeros(4 * nr * HALF), *sacc = zeros(4 * ns * HALF);
-    DSyn dr = {racc, racc + nr * HALF, racc + 2 * nr * HALF, racc + 3 * nr * HALF};
-    DSyn ds = {sacc, sacc + ns * HALF, sacc + 2 * ns * HALF, sacc + 3 * ns * HALF};
-    float *nacc = zeros(3 * NL); /* a_leak, gleak, cm */
-    float *xl = malloc(sizeof(float) * CL), *dxl = malloc(sizeof(float) * CL);
-    float *dain = malloc(sizeof(float) * NL), *dbin = malloc(sizeof(float) * NL);
-    float *g_next = malloc(sizeof(float) * NL), *g_prev = malloc(sizeof(float) * NL);
-    float *v_out = malloc(sizeof(float) * NL);
-    float h[LANES], dh[LANES], da[LANES], dg[LANES];
-    for (long blk = 0; blk < nblk; blk++) {
-        long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
-        memset(g_next, 0, sizeof(float) * NL);
-        for (long t = T - 1; t >= 0; t--) {
-            memset(dain, 0, sizeof(float) * NL);
-            memset(dbin, 0, sizeof(float) * NL);
-            pack(dout + (t * B + b0) * N, N, N, n, g_prev);
-            for (long k = 0; k < NL; k++) g_next[k] += g_prev[k];
-            pack(out + (t * B + b0) * N, N, N, n, v_out);
-            for (long l = 0; l < LANES; l++) {
-                h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
-                dh[l] = 0.f;
-            }
-            for (long u = U - 1; u >= 0; u--) {
-                long at = (t * U + u) * nblk + blk;
-                const float *cur = vs + at * NL, *sa = sums + 2 * at * NL, *sg = sa + NL;
-                const float *next = u + 1 < U ? cur + nblk * NL : v_out;
-                memset(g_prev, 0, sizeof(float) * NL);
-                for (long i = 0; i < N; i++) {
-                    long o = i * LANES;
-                    float c = cm[i];
-#pragma omp simd
-                    for (long l = 0; l < LANES; l++) {
-                        float den = c + h[l] * sg[o + l], gy = g_next[o + l];
-                        float dnum = gy / den, dden = -gy * next[o + l] / den;
-                        da[l] = dnum * h[l];
-                        dg[l] = dden * h[l];
-                        g_prev[o + l] += dnum * c;
-                        nacc[2 * NL + o + l] += dnum * cur[o + l] + dden;
-                        dh[l] += dnum * sa[o + l] + dden * sg[o + l];
-                        dain[o + l] += da[l];
-                        dbin[o + l] += dg[l];
-                        nacc[o + l] += da[l];
-                        nacc[NL + o + l] += dg[l];
-                    }
-                    lanes_bwd(&rec, &dr, i, cur, da, dg, g_prev);
+    /* one set of accumulators per thread, added to the outputs after the parallel part */
+    long nt = ln_openmp() && threads > 1 && nblk > 1 ? threads : 1;
+    long per = 4 * (nr + ns) * HALF + 3 * NL;
+    float *accs = zeros(nt * per);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        float *racc = accs + omp_get_thread_num() * per, *sacc = racc + 4 * nr * HALF;
+        float *nacc = sacc + 4 * ns * HALF; /* a_leak, gleak, cm */
+        DSyn dr = {racc, racc + nr * HALF, racc + 2 * nr * HALF, racc + 3 * nr * HALF};
+        DSyn ds = {sacc, sacc + ns * HALF, sacc + 2 * ns * HALF, sacc + 3 * ns * HALF};
+        float *xl = malloc(sizeof(float) * CL), *dxl = malloc(sizeof(float) * CL);
+        float *dain = malloc(sizeof(float) * NL), *dbin = malloc(sizeof(float) * NL);
+        float *g_next = malloc(sizeof(float) * NL), *g_prev = malloc(sizeof(float) * NL);
+        float *v_out = malloc(sizeof(float) * NL);
+        float h[LANES], dh[LANES], da[LANES], dg[LANES];
+#pragma omp for schedule(static)
+        for (long blk = 0; blk < nblk; blk++) {
+            long b0 = blk * LANES, n = B - b0 < LANES ? B - b0 : LANES;
+            memset(g_next, 0, sizeof(float) * NL);
+            for (long t = T - 1; t >= 0; t--) {
+                memset(dain, 0, sizeof(float) * NL);
+                memset(dbin, 0, sizeof(float) * NL);
+                pack(dout + (t * B + b0) * N, N, N, n, g_prev);
+                for (long k = 0; k < NL; k++) g_next[k] += g_prev[k];
+                pack(out + (t * B + b0) * N, N, N, n, v_out);
+                for (long l = 0; l < LANES; l++) {
+                    h[l] = (l < n ? dt[t * B + b0 + l] : 1.f) / (float)U;
+                    dh[l] = 0.f;
                 }
-                float *swap = g_next;
-                g_next = g_prev;
-                g_prev = swap;
+                for (long u = U - 1; u >= 0; u--) {
+                    long at = (t * U + u) * nblk + blk;
+                    const float *cur = vs + at * NL, *sa = sums + 2 * at * NL, *sg = sa + NL;
+                    const float *next = u + 1 < U ? cur + nblk * NL : v_out;
+                    memset(g_prev, 0, sizeof(float) * NL);
+                    for (long i = 0; i < N; i++) {
+                        long o = i * LANES;
+                        float c = cm[i];
+#pragma omp simd
+                        for (long l = 0; l < LANES; l++) {
+                            float den = c + h[l] * sg[o + l], gy = g_next[o + l];
+                            float dnum = gy / den, dden = -gy * next[o + l] / den;
+                            da[l] = dnum * h[l];
+                            dg[l] = dden * h[l];
+                            g_prev[o + l] += dnum * c;
+                            nacc[2 * NL + o + l] += dnum * cur[o + l] + dden;
+                            dh[l] += dnum * sa[o + l] + dden * sg[o + l];
+                            dain[o + l] += da[l];
+                            dbin[o + l] += dg[l];
+                            nacc[o + l] += da[l];
+                            nacc[NL + o + l] += dg[l];
+                        }
+                        lanes_bwd(&rec, &dr, i, cur, da, dg, g_prev);
+                    }
+                    float *swap = g_next;
+                    g_next = g_prev;
+                    g_prev = swap;
+                }
+                for (long l = 0; l < n; l++) ddt[t * B + b0 + l] += dh[l] / (float)U;
+                pack(x + (t * B + b0) * C, C, C, n, xl);
+                memset(dxl, 0, sizeof(float) * CL);
+                for (long i = 0; i < N; i++)
+                    lanes_bwd(&sen, &ds, i, xl, dain + i * LANES, dbin + i * LANES, dxl);
+                unpack_add(dxl, C, n, dx + (t * B + b0) * C, C);
             }
-            for (long l = 0; l < n; l++) ddt[t * B + b0 + l] += dh[l] / (float)U;
-            pack(x + (t * B + b0) * C, C, C, n, xl);
-            memset(dxl, 0, sizeof(float) * CL);
-            for (long i = 0; i < N; i++)
-                lanes_bwd(&sen, &ds, i, xl, dain + i * LANES, dbin + i * LANES, dxl);
-            unpack_add(dxl, C, n, dx + (t * B + b0) * C, C);
+            unpack_add(g_next, N, n, dv0 + b0 * N, N);
         }
-        unpack_add(g_next, N, n, dv0 + b0 * N, N);
+        free(xl);
+        free(dxl);
+        free(dain);
+        free(dbin);
+        free(g_next);
+        free(g_prev);
+        free(v_out);
     }
-    finish_syn(&rec, &dr, nr, drwe, drwm, drsig, drmu);
-    finish_syn(&sen, &ds, ns, dswe, dswm, dssig, dsmu);
-    for (long i = 0; i < N; i++) {
-        da_leak[i] += lane_sum(nacc + i * LANES, LANES);
-        dgleak[i] += lane_sum(nacc + NL + i * LANES, LANES);
-        dcm[i] += lane_sum(nacc + 2 * NL + i * LANES, LANES);
+    for (long k = 0; k < nt; k++) {
+        float *racc = accs + k * per, *sacc = racc + 4 * nr * HALF, *nacc = sacc + 4 * ns * HALF;
+        DSyn dr = {racc, racc + nr * HALF, racc + 2 * nr * HALF, racc + 3 * nr * HALF};
+        DSyn ds = {sacc, sacc + ns * HALF, sacc + 2 * ns * HALF, sacc + 3 * ns * HALF};
+        finish_syn(&rec, &dr, nr, drwe, drwm, drsig, drmu);
+        finish_syn(&sen, &ds, ns, dswe, dswm, dssig, dsmu);
+        for (long i = 0; i < N; i++) {
+            da_leak[i] += lane_sum(nacc + i * LANES, LANES);
+            dgleak[i] += lane_sum(nacc + NL + i * LANES, LANES);
+            dcm[i] += lane_sum(nacc + 2 * NL + i * LANES, LANES);
+        }
     }
+    free(accs);
     free(coef);
-    free(racc);
-    free(sacc);
-    free(nacc);
-    free(xl);
-    free(dxl);
-    free(dain);
-    free(dbin);
-    free(g_next);
-    free(g_prev);
-    free(v_out);
 }
