@@ -215,3 +215,30 @@ def test_kernel_threads_are_torchs_openmp_team():
         pytest.skip("no OpenMP build, or no /proc here")
     runtimes = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
     assert len(runtimes) == 1, runtimes
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kind", TIMESPANS)
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"backbone_units": 24}, {"backbone_units": 24, "mode": "no_gate"}, {"backbone_layers": 0}],
+    ids=["default", "no_gate", "no-backbone"],
+)
+def test_dense_cfc_scan_at_sizes_that_fill_the_matmul_blocks(kwargs, kind, threads):
+    # Larger than the models above: 11 rows and widths 20, 24, 60 and 80 take the kernel's
+    # register blocks (4 rows x 16 columns) and its leftover rows and columns.
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(5)
+        model = CfC(5, 20, **kwargs)
+        x = torch.randn(11, 9, 5, requires_grad=True)
+        h0 = (0.3 * torch.randn(11, 20)).requires_grad_(True)
+        ts = {"none": None, "irregular": irregular(11, 9).requires_grad_(True), "constant": 0.7}
+        fused, reference = run_both(model, x, h0, ts[kind])
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(fused, reference, strict=True):
+        # Gradients here reach ~100 (sums over 99 rows): float32 rounding is relative to that.
+        scale = max(1.0, b.abs().max().item())
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale)

@@ -99,7 +99,23 @@ class _Native:
         base, step = buf.data_ptr(), buf.stride(0) * buf.element_size()
         return [base + t * step for t in range(buf.shape[0])]
 
+    def threads(self) -> int:
+        return torch.get_num_threads() if self.lib.ln_openmp() else 1
+
     def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
+        if self.spec.ramps is None:  # a dense cell: the whole scan in one call
+            z = Zs[0] if Zs else None
+            # contiguous copies, named so that they outlive the call
+            h0, Wr = h0.contiguous(), Wr.contiguous()
+            Wh, bh = (Wh.contiguous(), bh.contiguous()) if Zs else (None, None)
+            ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
+            self.lib.ln_cfc_scan_fwd(
+                P.shape[0], self.B, self.H, z.shape[-1] if Zs else 0, self.nh, self.no_gate,
+                ptr(P), P.shape[-1], ptr(h0), ptr(Wr), ptr(Wh), ptr(bh), self.ts,
+                self.ts_t // 4, self.ts_b, self.ts_h, ptr(Hs), ptr(heads_all), ptr(z),
+                self.threads(),
+            )  # fmt: skip
+            return
         # Plain matmuls into the buffers, the kernels adding P and the bias: addmm(out=)
         # would first copy P or the bias into its output, a copy per matmul.
         lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
@@ -131,6 +147,18 @@ class _Native:
         returns the gradient of `h0`."""
         lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
         dHs = dHs.contiguous()
+        if ramps is None:
+            assert dheads_all.data_ptr() == heads_all.data_ptr()  # written over the heads
+            dh0 = h0.new_empty(B, H)
+            WrT, WhT = Wr.t().contiguous(), Wh.t().contiguous() if Zs else None
+            lib.ln_cfc_scan_bwd(
+                dHs.shape[0], B, H, Zs[0].shape[-1] if Zs else 0, self.nh, self.no_gate,
+                dP.shape[-1], dHs.data_ptr(), WrT.data_ptr(), WhT.data_ptr() if Zs else None,
+                self.ts, self.ts_t // 4, self.ts_b, self.ts_h, heads_all.data_ptr(),
+                Zs[0].data_ptr() if Zs else None, dP.data_ptr(),
+                dts.data_ptr() if dts is not None else None, dh0.data_ptr(), self.threads(),
+            )  # fmt: skip
+            return dh0
         WrT, WhT = Wr.t(), Wh.t()
         dout_p, heads_p, dheads_p, dP_p = map(self.rows, (dHs, heads_all, dheads_all, dP))
         dts_p = self.rows(dts) if dts is not None else [None] * len(dout_p)

@@ -1,9 +1,11 @@
-/* Fused elementwise parts of the CfC scan (float32), called once per time step.
+/* The CfC scan (float32): fused elementwise steps, and the whole dense scan in one call.
  *
  * Compiled on first use by liquidnets/fast/native.py with the system C compiler; when none
- * is available the scan runs the same math as PyTorch ops instead. The matmuls stay in
- * PyTorch (MKL/OpenBLAS); these kernels replace the five to ten small elementwise ops around
- * them, whose dispatch overhead dominates at the sizes liquid networks use.
+ * is available the scan runs the same math as PyTorch ops instead. The per-step kernels
+ * replace the five to ten small elementwise ops around the matmuls, whose dispatch overhead
+ * dominates at the sizes liquid networks use. ln_cfc_scan_fwd/bwd go further for a dense cell:
+ * the whole recurrence in one call, its small matmuls included, with the batch rows shared
+ * among threads (the rows of a batch never interact, so no thread waits for another).
  *
  * Layouts are row-major and contiguous unless a stride is given. `heads` is
  * [f1 | f2 | t_a | t_b], each H wide (nh = 4); `ts` is read at ts[b * ts_sb + j * ts_sh] so
@@ -12,7 +14,11 @@
  * one matmul a quarter narrower, and ts is not read.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Clamped so that expf never overflows: -ffast-math assumes no infinities. */
 static inline float sigmoidf_(float x) {
@@ -184,5 +190,133 @@ void ln_cfc_dense_step(long B, long C, long H, long U, int no_gate, const float 
             for (long k = 0; k < w4; k++) heads[k] += v * wr[k];
         }
         ln_cfc_gate_fwd(1, H, no_gate, 4, heads, 0, 0, ts + b * ts_sb, 0, 0, h_out + b * H);
+    }
+}
+
+/* C (M x N, row stride ldc) = A (M x K, lda) B (K x N, ldb), all row-major: blocks of 4 rows
+ * by 16 columns held in registers over the whole K loop (the compiler vectorises the
+ * columns), the rest row by row. The matrices here are a few dozen rows of 64 to 256. */
+enum { MR = 4, NR = 16 };
+
+static void gemm(long M, long N, long K, const float *A, long lda, const float *B, long ldb,
+                 float *C, long ldc) {
+    long i = 0, n_full = N - N % NR;
+    for (; i + MR <= M; i += MR) {
+        for (long j = 0; j < n_full; j += NR) {
+            float acc[MR][NR] = {{0}};
+            for (long k = 0; k < K; k++) {
+                const float *b = B + k * ldb + j;
+                for (long r = 0; r < MR; r++) {
+                    float a = A[(i + r) * lda + k];
+#pragma omp simd
+                    for (long c = 0; c < NR; c++) acc[r][c] += a * b[c];
+                }
+            }
+            for (long r = 0; r < MR; r++) memcpy(C + (i + r) * ldc + j, acc[r], sizeof acc[r]);
+        }
+    }
+    /* the rows left over (all columns), then the columns left over (the blocked rows) */
+    for (long r = i; r < M; r++) {
+        float *c = C + r * ldc;
+        memset(c, 0, sizeof(float) * N);
+        for (long k = 0; k < K; k++) {
+            float a = A[r * lda + k];
+            const float *b = B + k * ldb;
+#pragma omp simd
+            for (long j = 0; j < N; j++) c[j] += a * b[j];
+        }
+    }
+    if (n_full == N) return;
+    for (long r = 0; r < i; r++) {
+        float *c = C + r * ldc;
+        memset(c + n_full, 0, sizeof(float) * (N - n_full));
+        for (long k = 0; k < K; k++) {
+            float a = A[r * lda + k];
+            const float *b = B + k * ldb;
+#pragma omp simd
+            for (long j = n_full; j < N; j++) c[j] += a * b[j];
+        }
+    }
+}
+
+/* The rows [r0, r1) of this thread when B rows are shared among the team. */
+static void my_rows(long B, long *r0, long *r1) {
+#ifdef _OPENMP
+    long n = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+    long n = 1, id = 0;
+#endif
+    *r0 = B * id / n;
+    *r1 = B * (id + 1) / n;
+}
+
+/* The dense scan forward (see liquidnets/fast/cfc_scan.py for the normal form):
+ *   U > 0:  z_t = tanh(P[t] + h_{t-1} Wr);  heads_t = z_t Wh + bh
+ *   U = 0:  heads_t = P[t] + h_{t-1} Wr
+ *   h_t = gate(heads_t, ts[t])                                     as ln_cfc_gate_fwd
+ * P (T, B, K) with K = U, or nh H without a backbone; h0 (B, H); Wr (H, K); Wh (U, nh H);
+ * bh (nh H); ts[t] at ts + t * ts_t (strides in floats). Writes Hs (T, B, H), heads
+ * (T, B, nh H) as ln_cfc_gate_fwd leaves them, and Z (T, B, U). */
+void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const float *P,
+                     long K, const float *h0, const float *Wr, const float *Wh,
+                     const float *bh, const float *ts, long ts_t, long ts_sb, long ts_sh,
+                     float *Hs, float *heads, float *Z, long threads) {
+    long nH = nh * H;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        long r0, r1;
+        my_rows(B, &r0, &r1);
+        long m = r1 - r0;
+        const float *h = h0 + r0 * H;
+        for (long t = 0; t < T && m > 0; t++) {
+            long row = t * B + r0;
+            float *hd = heads + row * nH, *out = Hs + row * H;
+            const float *tt = ts + t * ts_t + r0 * ts_sb;
+            if (U) {
+                float *z = Z + row * U;
+                gemm(m, U, H, h, H, Wr, U, z, U);
+                ln_tanh_fwd(m * U, z, P + row * K, z);
+                gemm(m, nH, U, z, U, Wh, nH, hd, nH);
+                ln_cfc_gate_fwd(m, H, no_gate, (int)nh, hd, bh, 0, tt, ts_sb, ts_sh, out);
+            } else {
+                gemm(m, nH, H, h, H, Wr, nH, hd, nH);
+                ln_cfc_gate_fwd(m, H, no_gate, (int)nh, hd, P + row * K, K, tt, ts_sb, ts_sh,
+                                out);
+            }
+            h = out;
+        }
+    }
+}
+
+/* The dense scan backward. dHs (T, B, H) the gradient of every state; WrT (K, H) and WhT
+ * (nh H, U) the transposed weights; heads, Z as the forward left them. heads is overwritten
+ * with d heads; dP (T, B, K) receives d P (without a backbone it is heads itself); dts, unless
+ * NULL, the per-element d s_pre * t_a (T, B, H); dh0 (B, H) the gradient of h0. */
+void ln_cfc_scan_bwd(long T, long B, long H, long U, long nh, int no_gate, long K,
+                     const float *dHs, const float *WrT, const float *WhT, const float *ts,
+                     long ts_t, long ts_sb, long ts_sh, float *heads, const float *Z, float *dP,
+                     float *dts, float *dh0, long threads) {
+    long nH = nh * H;
+#pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+        long r0, r1;
+        my_rows(B, &r0, &r1);
+        long m = r1 - r0;
+        float *gh = calloc(m * H + 1, sizeof(float)), *dz = U ? malloc(sizeof(float) * m * U) : 0;
+        for (long t = T - 1; t >= 0 && m > 0; t--) {
+            long row = t * B + r0;
+            float *hd = heads + row * nH, *dp = dP + row * K;
+            ln_cfc_gate_bwd(m, H, no_gate, (int)nh, dHs + row * H, gh, hd,
+                            ts + t * ts_t + r0 * ts_sb, ts_sb, ts_sh, hd,
+                            dts ? dts + row * H : 0);
+            if (U) {
+                gemm(m, U, nH, hd, nH, WhT, U, dz, U);
+                ln_tanh_bwd(m * U, dz, Z + row * U, dp);
+            }
+            gemm(m, H, K, dp, K, WrT, H, gh, H);
+        }
+        if (m > 0) memcpy(dh0 + r0 * H, gh, sizeof(float) * m * H);
+        free(gh);
+        free(dz);
     }
 }
