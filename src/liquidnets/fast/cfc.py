@@ -102,21 +102,25 @@ def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float 
     return CfCScan.apply(spec, P, h0, ts, Wr, Wh, head_b, A, w_tau, _empty(x), *deep)
 
 
-def run_wired(cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
-    """Wavefront scan of a wired cell; returns states `(T + L - 1, B, N)`."""
+def run_wired(
+    cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float | None
+) -> Tensor:
+    """Wavefront scan of a wired cell; returns states `(T + L - 1, B, N)`. `constant` as in
+    `run_dense`: the padded steps of the wavefront freeze the units that would read them."""
     layers, sizes = cell._layers, cell.layer_sizes
     L, N, C = len(layers), sum(sizes), cell.sensory_size
     T = x.shape[1]
     offsets = [sum(sizes[:i]) for i in range(L)]
     pure = cell.mode == "pure"
-    n_heads = 1 if pure else 4
+    merged = constant is not None and not pure
+    n_heads = 1 if pure else 3 if merged else 4
 
     # One block-structured weight over [x | state] for all layers' heads: rows of layer l
     # read x (l = 0) or layer l-1's block, and layer l's own block.
     weight = x.new_zeros(n_heads * N, C + N)
     bias = x.new_zeros(n_heads * N)
     for i, (layer, n, o) in enumerate(zip(layers, sizes, offsets, strict=True)):
-        w, b = _heads(layer)
+        w, b = _heads(layer, constant if merged else None)
         cols_in = slice(0, C) if i == 0 else slice(C + offsets[i - 1], C + o)
         width_in = cols_in.stop - cols_in.start
         for k in range(n_heads):
@@ -140,7 +144,7 @@ def run_wired(cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor) -> Tensor:
     first = torch.cat([torch.full((n,), i, device=x.device) for i, n in enumerate(sizes)])
     active = (k >= first) & (k < first + T)  # (T', 1, N)
     ramps = tuple(i < L - 1 or i >= T for i in range(steps))
-    spec = ScanSpec(cell.mode, "none", N, ramps if L > 1 else None)
+    spec = ScanSpec(cell.mode, "none", N, ramps if L > 1 else None, merged)
     if pure:
         A = torch.cat([layer.A for layer in layers], dim=1)
         w_tau = torch.cat([layer.w_tau for layer in layers], dim=1)
@@ -154,7 +158,7 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
     `(B, T, 1)`. Returns the outputs `(B, T, output_size)` and the final state `(B, H)`."""
     ts_tm = time_major(ts, x)  # (T, B|1, 1)
     if isinstance(cell, WiredCfCCell):
-        Hs = run_wired(cell, x, h0, ts_tm)
+        Hs = run_wired(cell, x, h0, ts_tm, _constant_timespan(ts))
         L = len(cell.layer_sizes)
         states = Hs[L - 1 :]  # (T, B, N): every layer at time t
         if cell._motor_index is None:

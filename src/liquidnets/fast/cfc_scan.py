@@ -69,16 +69,16 @@ def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
 
 
 class _Native:
-    """The scan loops with the C kernels of `kernels/cfc.c` (float32, CPU, tanh or no
-    backbone of one layer, default or no_gate mode): per step two matmuls in PyTorch and two
-    kernel calls, on raw pointers into the `(T, B, .)` buffers computed once."""
+    """The scan in the C kernels of `kernels/cfc.c` (float32, CPU, tanh or no backbone of
+    one layer, default or no_gate mode): one call per direction runs every step, its small
+    matmuls included, with the batch rows shared among PyTorch's OpenMP threads."""
 
     def __init__(self, lib, spec: ScanSpec, ts: Tensor, batch: int) -> None:
         self.lib, self.spec, self.B, self.H = lib, spec, batch, spec.hidden
         self.no_gate = int(spec.mode == "no_gate")
         self.nh = spec.n_heads
         self.ts = ts.data_ptr()
-        self.ts_t = ts.stride(0) * 4
+        self.ts_t = ts.stride(0)
         self.ts_b = ts.stride(1) if ts.shape[1] > 1 else 0
         self.ts_h = ts.stride(2) if ts.shape[2] > 1 else 0
 
@@ -93,99 +93,43 @@ class _Native:
         lib = native.load()
         return None if lib is None else cls(lib, spec, ts, P.shape[1])
 
-    @staticmethod
-    def rows(buf: Tensor) -> list[int]:
-        """The address of `buf[t]` for every t."""
-        base, step = buf.data_ptr(), buf.stride(0) * buf.element_size()
-        return [base + t * step for t in range(buf.shape[0])]
-
     def threads(self) -> int:
         return torch.get_num_threads() if self.lib.ln_openmp() else 1
 
-    def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
-        if self.spec.ramps is None:  # a dense cell: the whole scan in one call
-            z = Zs[0] if Zs else None
-            # contiguous copies, named so that they outlive the call
-            h0, Wr = h0.contiguous(), Wr.contiguous()
-            Wh, bh = (Wh.contiguous(), bh.contiguous()) if Zs else (None, None)
-            ptr = lambda t: None if t is None else t.data_ptr()  # noqa: E731
-            self.lib.ln_cfc_scan_fwd(
-                P.shape[0], self.B, self.H, z.shape[-1] if Zs else 0, self.nh, self.no_gate,
-                ptr(P), P.shape[-1], ptr(h0), ptr(Wr), ptr(Wh), ptr(bh), self.ts,
-                self.ts_t // 4, self.ts_b, self.ts_h, ptr(Hs), ptr(heads_all), ptr(z),
-                self.threads(),
-            )  # fmt: skip
-            return
-        # Plain matmuls into the buffers, the kernels adding P and the bias: addmm(out=)
-        # would first copy P or the bias into its output, a copy per matmul.
-        lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
-        H_t, heads_t = Hs.unbind(0), heads_all.unbind(0)
-        heads_p, h_p, P_p = map(self.rows, (heads_all, Hs, P))
-        if Zs:
-            Z_t, z_p, n = Zs[0].unbind(0), self.rows(Zs[0]), Zs[0][0].numel()
-            add, add_sb = [bh.data_ptr()] * len(P_p), 0
-        else:
-            add, add_sb = P_p, P.shape[-1]
-        h = h0
-        for t in range(len(H_t)):
-            if Zs:
-                torch.mm(h, Wr, out=Z_t[t])  # (B, U)
-                lib.ln_tanh_fwd(n, z_p[t], P_p[t], z_p[t])
-                torch.mm(Z_t[t], Wh, out=heads_t[t])  # (B, nH)
-            else:
-                torch.mm(h, Wr, out=heads_t[t])
-            lib.ln_cfc_gate_fwd(
-                B, H, self.no_gate, self.nh, heads_p[t], add[t], add_sb,
-                self.ts + t * self.ts_t, self.ts_b, self.ts_h, h_p[t],
-            )  # fmt: skip
-            if ramps is not None and ramps[t]:
-                H_t[t].copy_(torch.where(active[t], H_t[t], h))
-            h = H_t[t]
+    def active(self, active: Tensor) -> Tensor | None:
+        """The wavefront's `(T, H)` mask of units that update, as bytes; None: all do."""
+        return None if self.spec.ramps is None else active.reshape(len(active), -1).to(torch.uint8)
 
-    def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dheads_all, dts):
-        """Fills `dP`, `dheads_all` and (if not None) the per-element `dts (T, B, H)`;
+    def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
+        z = Zs[0] if Zs else None
+        # contiguous copies, named so that they outlive the call
+        h0, Wr, mask = h0.contiguous(), Wr.contiguous(), self.active(active)
+        Wh, bh = (Wh.contiguous(), bh.contiguous()) if Zs else (None, None)
+        self.lib.ln_cfc_scan_fwd(
+            P.shape[0], self.B, self.H, z.shape[-1] if Zs else 0, self.nh, self.no_gate,
+            _ptr(P), P.shape[-1], _ptr(h0), _ptr(Wr), _ptr(Wh), _ptr(bh), self.ts, self.ts_t,
+            self.ts_b, self.ts_h, _ptr(mask), _ptr(Hs), _ptr(heads_all), _ptr(z),
+            self.threads(),
+        )  # fmt: skip
+
+    def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dts) -> Tensor:
+        """Writes the heads' gradients over `heads_all`, fills `dP` (which is `heads_all`
+        itself without a backbone) and, if not None, the per-element `dts (T, B, H)`;
         returns the gradient of `h0`."""
-        lib, B, H, ramps = self.lib, self.B, self.H, self.spec.ramps
-        dHs = dHs.contiguous()
-        if ramps is None:
-            assert dheads_all.data_ptr() == heads_all.data_ptr()  # written over the heads
-            dh0 = h0.new_empty(B, H)
-            WrT, WhT = Wr.t().contiguous(), Wh.t().contiguous() if Zs else None
-            lib.ln_cfc_scan_bwd(
-                dHs.shape[0], B, H, Zs[0].shape[-1] if Zs else 0, self.nh, self.no_gate,
-                dP.shape[-1], dHs.data_ptr(), WrT.data_ptr(), WhT.data_ptr() if Zs else None,
-                self.ts, self.ts_t // 4, self.ts_b, self.ts_h, heads_all.data_ptr(),
-                Zs[0].data_ptr() if Zs else None, dP.data_ptr(),
-                dts.data_ptr() if dts is not None else None, dh0.data_ptr(), self.threads(),
-            )  # fmt: skip
-            return dh0
-        WrT, WhT = Wr.t(), Wh.t()
-        dout_p, heads_p, dheads_p, dP_p = map(self.rows, (dHs, heads_all, dheads_all, dP))
-        dts_p = self.rows(dts) if dts is not None else [None] * len(dout_p)
-        dP_t, dheads_t = dP.unbind(0), dheads_all.unbind(0)
-        if Zs:
-            z_p = self.rows(Zs[0])
-            dz = dP.new_empty(B, Zs[0].shape[-1])
-        gh = h0.new_zeros(B, H)
-        for t in range(len(dout_p) - 1, -1, -1):
-            dout, carry = dout_p[t], None
-            if ramps is not None and ramps[t]:
-                g = dHs[t] + gh
-                carry = torch.where(active[t], 0.0, g)
-                gh = torch.where(active[t], g, 0.0).contiguous()
-                dout = None
-            lib.ln_cfc_gate_bwd(
-                B, H, self.no_gate, self.nh, dout, gh.data_ptr(), heads_p[t],
-                self.ts + t * self.ts_t,
-                self.ts_b, self.ts_h, dheads_p[t], dts_p[t],
-            )  # fmt: skip
-            if Zs:
-                torch.mm(dheads_t[t], WhT, out=dz)  # (B, U)
-                lib.ln_tanh_bwd(dz.numel(), dz.data_ptr(), z_p[t], dP_p[t])
-            gh = torch.mm(dP_t[t], WrT)  # (B, H)
-            if carry is not None:
-                gh = gh + carry
-        return gh
+        dHs, mask = dHs.contiguous(), self.active(active)
+        dh0 = h0.new_empty(self.B, self.H)
+        WrT, WhT = Wr.t().contiguous(), Wh.t().contiguous() if Zs else None
+        self.lib.ln_cfc_scan_bwd(
+            dHs.shape[0], self.B, self.H, Zs[0].shape[-1] if Zs else 0, self.nh, self.no_gate,
+            dP.shape[-1], _ptr(dHs), _ptr(WrT), _ptr(WhT), self.ts, self.ts_t, self.ts_b,
+            self.ts_h, _ptr(mask), _ptr(heads_all), _ptr(Zs[0] if Zs else None), _ptr(dP),
+            _ptr(dts), _ptr(dh0), self.threads(),
+        )  # fmt: skip
+        return dh0
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 class CfCScan(torch.autograd.Function):
@@ -315,7 +259,7 @@ class CfCScan(torch.autograd.Function):
             dts_elem = (
                 heads_all.new_empty(T, B, H) if want_ts else None
             )  # d s_pre * t_a per element
-            gh = native.backward(dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dheads_all, dts_elem)
+            gh = native.backward(dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dts_elem)
             if want_ts:
                 dts += _sum_to(dts_elem, ts.shape)
         for t in range(T - 1 if native is None else -1, -1, -1):

@@ -255,12 +255,15 @@ static void my_rows(long B, long *r0, long *r1) {
  *   U = 0:  heads_t = P[t] + h_{t-1} Wr
  *   h_t = gate(heads_t, ts[t])                                     as ln_cfc_gate_fwd
  * P (T, B, K) with K = U, or nh H without a backbone; h0 (B, H); Wr (H, K); Wh (U, nh H);
- * bh (nh H); ts[t] at ts + t * ts_t (strides in floats). Writes Hs (T, B, H), heads
- * (T, B, nh H) as ln_cfc_gate_fwd leaves them, and Z (T, B, U). */
+ * bh (nh H); ts[t] at ts + t * ts_t (strides in floats). active (T, H), unless NULL,
+ * freezes the units it marks 0 at step t: h_t = h_{t-1} there (the wavefront of a wired
+ * cell). Writes Hs (T, B, H), heads (T, B, nh H) as ln_cfc_gate_fwd leaves them, and
+ * Z (T, B, U). */
 void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const float *P,
                      long K, const float *h0, const float *Wr, const float *Wh,
                      const float *bh, const float *ts, long ts_t, long ts_sb, long ts_sh,
-                     float *Hs, float *heads, float *Z, long threads) {
+                     const unsigned char *active, float *Hs, float *heads, float *Z,
+                     long threads) {
     long nH = nh * H;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -283,19 +286,24 @@ void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const
                 ln_cfc_gate_fwd(m, H, no_gate, (int)nh, hd, P + row * K, K, tt, ts_sb, ts_sh,
                                 out);
             }
+            if (active)
+                for (long b = 0; b < m; b++)
+                    for (long j = 0; j < H; j++)
+                        if (!active[t * H + j]) out[b * H + j] = h[b * H + j];
             h = out;
         }
     }
 }
 
-/* The dense scan backward. dHs (T, B, H) the gradient of every state; WrT (K, H) and WhT
+/* The dense scan backward (active as in the forward). dHs (T, B, H) the gradient of every state; WrT (K, H) and WhT
  * (nh H, U) the transposed weights; heads, Z as the forward left them. heads is overwritten
  * with d heads; dP (T, B, K) receives d P (without a backbone it is heads itself); dts, unless
  * NULL, the per-element d s_pre * t_a (T, B, H); dh0 (B, H) the gradient of h0. */
 void ln_cfc_scan_bwd(long T, long B, long H, long U, long nh, int no_gate, long K,
                      const float *dHs, const float *WrT, const float *WhT, const float *ts,
-                     long ts_t, long ts_sb, long ts_sh, float *heads, const float *Z, float *dP,
-                     float *dts, float *dh0, long threads) {
+                     long ts_t, long ts_sb, long ts_sh, const unsigned char *active,
+                     float *heads, const float *Z, float *dP, float *dts, float *dh0,
+                     long threads) {
     long nH = nh * H;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -303,18 +311,32 @@ void ln_cfc_scan_bwd(long T, long B, long H, long U, long nh, int no_gate, long 
         my_rows(B, &r0, &r1);
         long m = r1 - r0;
         float *gh = calloc(m * H + 1, sizeof(float)), *dz = U ? malloc(sizeof(float) * m * U) : 0;
+        float *carry = active ? malloc(sizeof(float) * (m * H + 1)) : 0;
         for (long t = T - 1; t >= 0 && m > 0; t--) {
             long row = t * B + r0;
             float *hd = heads + row * nH, *dp = dP + row * K;
-            ln_cfc_gate_bwd(m, H, no_gate, (int)nh, dHs + row * H, gh, hd,
-                            ts + t * ts_t + r0 * ts_sb, ts_sb, ts_sh, hd,
-                            dts ? dts + row * H : 0);
+            const float *dout = dHs + row * H;
+            if (active) { /* frozen units pass their whole gradient on to h_{t-1} */
+                for (long b = 0; b < m; b++)
+                    for (long j = 0; j < H; j++) {
+                        float g = gh[b * H + j] + dout[b * H + j];
+                        int on = active[t * H + j];
+                        gh[b * H + j] = on ? g : 0.f;
+                        carry[b * H + j] = on ? 0.f : g;
+                    }
+                dout = 0;
+            }
+            ln_cfc_gate_bwd(m, H, no_gate, (int)nh, dout, gh, hd, ts + t * ts_t + r0 * ts_sb,
+                            ts_sb, ts_sh, hd, dts ? dts + row * H : 0);
             if (U) {
                 gemm(m, U, nH, hd, nH, WhT, U, dz, U);
                 ln_tanh_bwd(m * U, dz, Z + row * U, dp);
             }
             gemm(m, H, K, dp, K, WrT, H, gh, H);
+            if (active)
+                for (long k = 0; k < m * H; k++) gh[k] += carry[k];
         }
+        free(carry);
         if (m > 0) memcpy(dh0 + r0 * H, gh, sizeof(float) * m * H);
         free(gh);
         free(dz);
