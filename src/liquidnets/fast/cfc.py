@@ -255,38 +255,42 @@ def _wired_step_weights(cell: WiredCfCCell):
     reads only its own old state); what remains per layer is its input part. Columns are
     layer by layer, each `[f1 | f2 | t_a | t_b]` (or `[f]` in pure mode)."""
     N, offset = cell.state_size, 0
-    own_blocks, inputs, biases = [], [], []
+    own_blocks, owns, inputs, biases = [], [], [], []
     for layer, n in zip(cell._layers, cell.layer_sizes, strict=True):
         w, b = _heads(layer)  # (nH_l, in_l + n)
         width_in = w.shape[1] - n
+        owns.append(w[:, width_in:].t().contiguous())  # (n, nH_l)
         block = w.new_zeros(N, w.shape[0])
-        block[offset : offset + n] = w[:, width_in:].t()
+        block[offset : offset + n] = owns[-1]
         own_blocks.append(block)
         inputs.append(w[:, :width_in].t().contiguous())  # (in_l, nH_l)
         biases.append(b)
         offset += n
-    sizes = (ctypes.c_long * len(cell.layer_sizes))(*cell.layer_sizes)  # for the kernel
-    flat = torch.cat([w.reshape(-1) for w in inputs])
-    return torch.cat(own_blocks, dim=1).contiguous(), torch.cat(biases), inputs, flat, sizes
+    # for the kernel: the layer sizes, and each layer's own and input blocks, concatenated
+    sizes = (ctypes.c_long * len(cell.layer_sizes))(*cell.layer_sizes)
+    flat_own = torch.cat([w.reshape(-1) for w in owns])
+    flat_in = torch.cat([w.reshape(-1) for w in inputs])
+    own_w = torch.cat(own_blocks, dim=1).contiguous()
+    return own_w, torch.cat(biases), inputs, (sizes, flat_own, flat_in)
 
 
 def _wired_step(cell: WiredCfCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    own_w, bias, inputs, flat, sizes = cached(cell, _wired_step_weights)
-    own = torch.addmm(bias, h, own_w)  # (B, sum nH_l): every layer's old-state part
-    lib = native.load() if own.dtype == torch.float32 and own.device.type == "cpu" else None
+    own_w, bias, inputs, (sizes, flat_own, flat_in) = cached(cell, _wired_step_weights)
+    lib = native.load() if x.dtype == torch.float32 and x.device.type == "cpu" else None
     if lib is not None and cell.mode != "pure":  # all layers in one kernel call
         B = x.shape[0]
-        x_c = x.contiguous()
+        x_c, h_c = x.contiguous(), h.contiguous()
         _alive, ts_ptr, ts_b = _timestep_pointer(dt, B)  # _alive: kept until the call
         state = x.new_empty(B, cell.state_size)
         work = x.new_empty(B, max(w.shape[1] for w in inputs))
         lib.ln_cfc_wired_step(
             B, len(sizes), ctypes.addressof(sizes), x.shape[1], int(cell.mode == "no_gate"),
-            own.data_ptr(), flat.data_ptr(), x_c.data_ptr(), ts_ptr, ts_b, state.data_ptr(),
-            work.data_ptr(),
+            h_c.data_ptr(), flat_own.data_ptr(), bias.data_ptr(), flat_in.data_ptr(),
+            x_c.data_ptr(), ts_ptr, ts_b, state.data_ptr(), work.data_ptr(),
         )  # fmt: skip
         last = state[:, cell.state_size - cell.layer_sizes[-1] :]
         return (last if cell._motor_index is None else state[:, cell._motor_index]), state
+    own = torch.addmm(bias, h, own_w)  # (B, sum nH_l): every layer's old-state part
     new, inp, col = [], x, 0
     for layer, w_in, n in zip(cell._layers, inputs, cell.layer_sizes, strict=True):
         width = w_in.shape[1]

@@ -65,9 +65,9 @@ SIGNATURES: dict[str, list] = {
     + [_c_long],
     # B, C, H, U, no_gate, x, h, W1, b1, Wh, bh, ts, ts_b, work, h_out
     "ln_cfc_dense_step": [_c_long] * 4 + [_c_int] + [_ptr] * 7 + [_c_long, _ptr, _ptr],
-    # B, L, sizes, C, no_gate, own, win, x, ts, ts_b, state, work
+    # B, L, sizes, C, no_gate, h, wown, bias, win, x, ts, ts_b, state, work
     "ln_cfc_wired_step": [_c_long, _c_long, _ptr, _c_long, _c_int]
-    + [_ptr] * 4
+    + [_ptr] * 6
     + [_c_long, _ptr, _ptr],
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,

@@ -117,26 +117,30 @@ void ln_cfc_gate_bwd(long B, long H, int no_gate, int nh, const float *dout, con
 }
 
 /* One inference step of a wired CfC cell whose layers run one after the other.
- * own: (B, sum_l 4 n_l) every layer's heads from its old state plus bias, layer-major;
- * win: the input weights of all layers, concatenated, layer l a (in_l x 4 n_l) row-major
- * block; x: (B, C) the input of layer 0; layer l > 0 reads layer l-1's new state.
+ * h: (B, sum_l n_l) the old state, layer-major; wown: every layer's weights from its own old
+ * state, layer l an (n_l x 4 n_l) row-major block (a layer reads no other layer's old state);
+ * bias: (sum_l 4 n_l); win: the input weights, layer l an (in_l x 4 n_l) row-major block;
+ * x: (B, C) the input of layer 0; layer l > 0 reads layer l-1's new state.
  * Writes the new state, layer-major, to state (B, sum_l n_l); work: (B, max 4 n_l). */
-void ln_cfc_wired_step(long B, long L, const long *sizes, long C, int no_gate,
-                       const float *own, const float *win, const float *x, const float *ts,
-                       long ts_sb, float *state, float *work) {
-    long own_width = 0, n_total = 0;
-    for (long l = 0; l < L; l++) {
-        own_width += 4 * sizes[l];
-        n_total += sizes[l];
-    }
-    long own_off = 0, st_off = 0, w_off = 0, in_off = 0, in_w = C;
+void ln_cfc_wired_step(long B, long L, const long *sizes, long C, int no_gate, const float *h,
+                       const float *wown, const float *bias, const float *win, const float *x,
+                       const float *ts, long ts_sb, float *state, float *work) {
+    long n_total = 0;
+    for (long l = 0; l < L; l++) n_total += sizes[l];
+    long own_off = 0, wown_off = 0, st_off = 0, w_off = 0, in_off = 0, in_w = C;
     for (long l = 0; l < L; l++) {
         long n = sizes[l], w4 = 4 * n;
         for (long b = 0; b < B; b++) {
             float *hd = work + b * w4;
-            const float *ob = own + b * own_width + own_off;
+            const float *old = h + b * n_total + st_off;
             const float *in = l == 0 ? x + b * C : state + b * n_total + in_off;
-            memcpy(hd, ob, sizeof(float) * w4);
+            memcpy(hd, bias + own_off, sizeof(float) * w4);
+            for (long c = 0; c < n; c++) {
+                const float *wr = wown + wown_off + c * w4;
+                float v = old[c];
+#pragma omp simd
+                for (long k = 0; k < w4; k++) hd[k] += v * wr[k];
+            }
             for (long c = 0; c < in_w; c++) {
                 const float *wr = win + w_off + c * w4;
                 float v = in[c];
@@ -147,6 +151,7 @@ void ln_cfc_wired_step(long B, long L, const long *sizes, long C, int no_gate,
                             state + b * n_total + st_off);
         }
         w_off += in_w * w4;
+        wown_off += n * w4;
         own_off += w4;
         in_off = st_off;
         st_off += n;
