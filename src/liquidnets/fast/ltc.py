@@ -33,8 +33,8 @@ def supports(cell: LTCCell) -> bool:
     )
 
 
-def _ptr(t: Tensor) -> int:
-    return t.data_ptr()
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
 
 
 def _threads(lib) -> tuple[int, int]:
@@ -187,31 +187,30 @@ def _step_weights(cell: LTCCell):
     index, params = _prepare(cell)
     r_row, r_col, s_row, s_col = index
     ordered = [*params[:3], r_row, r_col, *params[3:7], s_row, s_col, *params[7:]]
-    return [p.contiguous() for p in ordered]
+    maps = cell._input_mapping, cell._output_mapping
+    scale = [cell.input_w if maps[0] != "none" else None]
+    scale += [cell.input_b if maps[0] == "affine" else None]
+    scale += [cell.output_w if maps[1] != "none" else None]
+    scale += [cell.output_b if maps[1] == "affine" else None]
+    scale = [None if t is None else t.contiguous() for t in scale]
+    return [p.contiguous() for p in ordered], scale
 
 
 def step(cell: LTCCell, x: Tensor, h: Tensor, dt) -> tuple[Tensor, Tensor]:
-    """One step without autograd, the synapses prepared once and cached. A small batch runs
-    sample by sample, a larger one in the lane layout of the training scan."""
-    params = cached(cell, _step_weights)
+    """One step without autograd in one kernel call, mappings included, the synapses prepared
+    once and cached. A small batch runs sample by sample, a larger one in the lane layout of
+    the training scan."""
+    params, (in_w, in_b, out_w, out_b) = cached(cell, _step_weights)
     B, C = x.shape
-    N = h.shape[1]
-    xm = cell._map_inputs(x).contiguous()
-    if isinstance(dt, Tensor):
-        dts = dt.reshape(-1).expand(B).contiguous()
-    else:
-        dts = x.new_full((B,), dt)
+    N, M = h.shape[1], cell.motor_size
+    x, h = x.contiguous(), h.contiguous()
+    dts = dt.to(x.dtype).reshape(-1).expand(B).contiguous() if isinstance(dt, Tensor) else None
+    out, y = x.new_empty(B, N), x.new_empty(B, M)
     lib = native.load()
-    lanes = lib.ln_ltc_lanes()
-    vs = x.new_empty(cell.ode_unfolds, -(-B // lanes) * lanes, N)
-    out = x.new_empty(B, N)
-    tensors = [xm, h.contiguous(), dts, *params, vs, out]  # alive during the call
-    pointers = [_ptr(t) for t in tensors]
-    if lanes // 2 <= B:
-        kernel = lib.ln_ltc_fwd_lanes
-        pointers.insert(-1, None)  # no sums: nothing is differentiated
-        pointers.append(_threads(lib)[1])
-    else:
-        kernel = lib.ln_ltc_fwd
-    kernel(1, B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), *pointers)
-    return cell._map_outputs(out), out
+    lib.ln_ltc_step(
+        B, N, C, cell.ode_unfolds, ctypes.c_float(cell._epsilon), _ptr(x), _ptr(in_w),
+        _ptr(in_b), _ptr(h), ctypes.c_float(0.0 if dts is not None else float(dt)), _ptr(dts),
+        *map(_ptr, params), M, _ptr(out_w), _ptr(out_b), _ptr(out), _ptr(y),
+        _threads(lib)[1],
+    )  # fmt: skip
+    return y, out

@@ -71,6 +71,12 @@ SIGNATURES: dict[str, list] = {
     + [_c_long, _ptr, _ptr],
     # T, B, N, C, U, eps, then 18 input and 2 output pointers
     "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
+    # B, N, C, U, eps, x, in_w, in_b, v0, dt, dts, a_leak, gleak, cm, 12 synapse pointers, M,
+    # out_w, out_b, out, y, threads
+    "ln_ltc_step": [_c_long] * 4
+    + [ctypes.c_float, _ptr, _ptr, _ptr, _ptr, ctypes.c_float]
+    + [_ptr] * 16
+    + [_c_long, _ptr, _ptr, _ptr, _ptr, _c_long],
     # the same with batch lanes side by side (the training scan), and its backward:
     # T, B, N, C, U, eps, then 18 input and 3 output pointers; 21 input and 14 output
     # pointers; then the number of threads

@@ -436,3 +436,37 @@ void ln_ltc_bwd_lanes(long T, long B, long N, long C, long U, float eps, const f
     free(accs);
     free(coef);
 }
+
+/* One streaming step, the LTC cell's input and output mappings included, in one call: x (B, C)
+ * raw inputs, mapped as x in_w + in_b (either NULL: no scale, no shift); the elapsed time is
+ * dts[b], or dt for every sample when dts is NULL; out (B, N) the new state; y (B, M) the
+ * motor neurons (the first M) mapped the same way by out_w, out_b. A batch of LANES / 2 or
+ * more runs in the lane layout, the rest sample by sample. */
+void ln_ltc_step(long B, long N, long C, long U, float eps, const float *x, const float *in_w,
+                 const float *in_b, const float *v0, float dt, const float *dts,
+                 const float *a_leak, const float *gleak, const float *cm, SYN_ARGS(r),
+                 SYN_ARGS(s), long M, const float *out_w, const float *out_b, float *out,
+                 float *y, long threads) {
+    long rows = (B + LANES - 1) / LANES * LANES;
+    float *xm = malloc(sizeof(float) * (B * C + B + U * rows * N));
+    float *dtb = xm + B * C, *vs = dtb + B;
+    for (long b = 0; b < B; b++) {
+        for (long c = 0; c < C; c++) {
+            float v = x[b * C + c];
+            xm[b * C + c] = (in_w ? v * in_w[c] : v) + (in_b ? in_b[c] : 0.f);
+        }
+        dtb[b] = dts ? dts[b] : dt;
+    }
+    if (2 * B >= LANES)
+        ln_ltc_fwd_lanes(1, B, N, C, U, eps, xm, v0, dtb, a_leak, gleak, cm, rrow, rcol, rwe,
+                         rwm, rsig, rmu, srow, scol, swe, swm, ssig, smu, vs, 0, out, threads);
+    else
+        ln_ltc_fwd(1, B, N, C, U, eps, xm, v0, dtb, a_leak, gleak, cm, rrow, rcol, rwe, rwm,
+                   rsig, rmu, srow, scol, swe, swm, ssig, smu, vs, out);
+    for (long b = 0; b < B; b++)
+        for (long m = 0; m < M; m++) {
+            float v = out[b * N + m];
+            y[b * M + m] = (out_w ? v * out_w[m] : v) + (out_b ? out_b[m] : 0.f);
+        }
+    free(xm);
+}
