@@ -1,0 +1,216 @@
+"""Fit a network `net(x (B, T, C), dt (B, T)) -> (B, out)` with PyTorch Lightning.
+
+Nothing here is a home-made training loop: Lightning runs the epochs, the devices and DDP;
+`EarlyStopping` stops on the validation loss and `ModelCheckpoint` keeps the best weights, which
+are loaded back at the end with `torch.load(..., weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+MISSING = "training needs PyTorch Lightning; install it with: pip install 'liquidnets[workflow]'"
+
+
+@dataclass
+class TrainConfig:
+    """How to train. Every field has a CLI flag of the same name (dashes for underscores).
+
+    Args:
+        max_epochs: upper bound on epochs; early stopping usually ends sooner.
+        batch_size: windows per batch.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        patience: epochs without a better validation loss before stopping.
+        gradient_clip: clip the gradient norm to this (0: no clipping).
+        schedule: `plateau` (halve the rate when the validation loss stalls), `cosine`
+            (cosine decay over max_epochs) or `none`.
+        seed: seeds Python, numpy and torch (and every DDP rank alike).
+        accelerator, devices, strategy, num_nodes: passed to `lightning.Trainer`.
+        progress_bar: None shows it when stderr is a terminal.
+        loss: `mse`, `mae` or `cross_entropy`.
+    """
+
+    max_epochs: int = 100
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    patience: int = 10
+    gradient_clip: float = 1.0
+    schedule: str = "plateau"
+    seed: int = 0
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    progress_bar: bool | None = None
+    loss: str = "mse"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def available() -> bool:
+    return importlib.util.find_spec("lightning") is not None
+
+
+@functools.cache
+def _module_class():
+    import lightning as L
+
+    class WindowModule(L.LightningModule):
+        """`net` trained on batches `(x, dt, y)` with the configured loss."""
+
+        def __init__(self, net: nn.Module, config: TrainConfig):
+            super().__init__()
+            self.net = net
+            self.config = config
+            self.loss_fn = {
+                "mse": nn.functional.mse_loss,
+                "mae": nn.functional.l1_loss,
+                "cross_entropy": nn.functional.cross_entropy,
+            }[config.loss]
+
+        def forward(self, x, dt):
+            return self.net(x, dt)
+
+        def _loss(self, batch):
+            x, dt, y = batch
+            return self.loss_fn(self.net(x, dt), y)
+
+        def training_step(self, batch, batch_idx):
+            loss = self._loss(batch)
+            self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+            return loss
+
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", self._loss(batch), on_epoch=True, sync_dist=True)
+
+        def configure_optimizers(self):
+            c = self.config
+            opt = torch.optim.AdamW(self.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+            if c.schedule == "cosine":
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, c.max_epochs))
+                return {"optimizer": opt, "lr_scheduler": sched}
+            if c.schedule == "plateau":
+                sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                    opt, factor=0.5, patience=max(1, c.patience // 3)
+                )
+                return {
+                    "optimizer": opt,
+                    "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"},
+                }
+            return opt
+
+    return WindowModule
+
+
+@functools.cache
+def _history_class():
+    import lightning as L
+
+    class History(L.Callback):
+        """Per-epoch losses, as floats, for plots and the run's metrics."""
+
+        def __init__(self):
+            self.history: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+
+        def on_train_epoch_end(self, trainer, module):
+            for key in self.history:
+                value = trainer.callback_metrics.get(key)
+                if value is not None:
+                    self.history[key].append(float(value))
+
+    return History
+
+
+def _loader(arrays, batch_size: int, shuffle: bool, classify: bool):
+    x, dt, y = arrays
+    y_t = torch.as_tensor(y, dtype=torch.long if classify else torch.float32)
+    data = torch.utils.data.TensorDataset(
+        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(dt, dtype=torch.float32), y_t
+    )
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+
+
+def fit(
+    net: nn.Module,
+    train: tuple[np.ndarray, np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray, np.ndarray],
+    config: TrainConfig,
+    run_dir: str | Path | None = None,
+) -> dict:
+    """Train `net` in place on `train = (x, dt, y)`, stop early on `val`, and load the best
+    weights back.
+
+    Args:
+        net: the network; its weights end as those of the best validation epoch.
+        train, val: `x (N, T, C)`, `dt (N, T)`, `y (N, out)` (class indices `(N,)` with the
+            `cross_entropy` loss).
+        config: see `TrainConfig`.
+        run_dir: where logs go (`logs/` as CSV, and TensorBoard when installed); None: a
+            temporary folder, removed afterwards.
+
+    Returns:
+        `{"train_loss": [...], "val_loss": [...], "best_epoch": int, "epochs": int}`.
+    """
+    if not available():
+        raise RuntimeError(MISSING)
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    with tempfile.TemporaryDirectory(prefix="liquidnets-") as tmp:
+        root = Path(run_dir) if run_dir is not None else Path(tmp)
+        loggers = [CSVLogger(root, name="logs", version="")]
+        if importlib.util.find_spec("tensorboard") is not None:
+            loggers.append(TensorBoardLogger(root, name="logs", version="tensorboard"))
+        best = ModelCheckpoint(
+            dirpath=Path(tmp) / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
+            save_weights_only=True, filename="best",
+        )  # fmt: skip
+        history = _history_class()()
+        progress = sys.stderr.isatty() if config.progress_bar is None else config.progress_bar
+        trainer = L.Trainer(
+            max_epochs=config.max_epochs,
+            accelerator=config.accelerator,
+            devices=config.devices,
+            strategy=config.strategy,
+            num_nodes=config.num_nodes,
+            gradient_clip_val=config.gradient_clip or None,
+            callbacks=[EarlyStopping("val_loss", patience=config.patience), best, history],
+            logger=loggers,
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            log_every_n_steps=1,
+            deterministic=True,
+        )
+        module = _module_class()(net, config)
+        classify = config.loss == "cross_entropy"
+        trainer.fit(
+            module,
+            _loader(train, config.batch_size, True, classify),
+            _loader(val, config.batch_size, False, classify),
+        )
+        # every rank loads the same best weights (rank 0 wrote them; the path is shared)
+        path = trainer.strategy.broadcast(best.best_model_path)
+        if path:
+            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+        epochs = trainer.current_epoch
+    scores = history.history["val_loss"]
+    return {
+        **history.history,
+        "best_epoch": int(np.argmin(scores)) if scores else 0,
+        "epochs": int(epochs),
+    }
