@@ -1,7 +1,14 @@
 """The `liquidnets` command (Click; `pip install liquidnets[cli]`): thin, over the Python API.
 
+    liquidnets train --data readings.csv --target co2 --time time --out runs/co2
+    liquidnets evaluate runs/co2 --data readings.csv
+    liquidnets predict runs/co2 --data readings.csv --out forecast.csv
     liquidnets bench --quick          # the speed benchmark of liquidnets.bench
     python -m liquidnets bench --help
+
+Every command is a few lines over `liquidnets.tasks.run` and `liquidnets.bench`. Options of
+train/evaluate/predict can come from a TOML file (`--config run.toml`, keys named like the
+options, `time_unit` or `time-unit`); flags given on the command line win.
 
 Without Click installed, `main()` exits with a one-line message saying how to install it.
 """
@@ -57,7 +64,214 @@ def build_cli():
             raise click.UsageError(str(e)) from e
         _bench.report(settings, json_path)
 
+    _workflow_commands(cli, click)
     return cli
+
+
+TRAIN_KEYS = {
+    "max_epochs": "max-epochs", "batch_size": "batch-size", "lr": "lr", "patience": "patience",
+    "seed": "seed", "accelerator": "accelerator", "devices": "devices", "strategy": "strategy",
+    "num_nodes": "num-nodes", "gradient_clip": "gradient-clip",
+}  # fmt: skip
+EXPECTED = (
+    "liquidnets.data.DataError",
+    "liquidnets.io.bundle.BundleError",
+    "liquidnets.tasks.run.RunError",
+)
+
+
+def _read_config(ctx, param, value):
+    """An eager --config: its TOML keys become the defaults of the other options."""
+    if value is None:
+        return None
+    import click
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        with open(value, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise click.BadParameter(f"cannot read {value}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise click.BadParameter(f"{value} is not valid TOML: {e}") from None
+    names = {p.name for p in ctx.command.params}
+    defaults = {str(k).replace("-", "_"): v for k, v in data.items()}
+    unknown = sorted(set(defaults) - names)
+    if unknown:
+        raise click.BadParameter(f"{value}: unknown keys {', '.join(unknown)}")
+    for key, v in defaults.items():  # lists in TOML for the comma-separated options
+        if isinstance(v, list):
+            defaults[key] = ",".join(map(str, v))
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _run_errors(click):
+    """Run a command body; the errors a user can cause become one line and exit status 1."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard():
+        from liquidnets.data import DataError
+        from liquidnets.io import BundleError
+        from liquidnets.tasks.run import RunError
+
+        try:
+            yield
+        except (DataError, BundleError, RunError, FileExistsError, ValueError) as e:
+            raise click.ClickException(str(e).splitlines()[0] if str(e) else repr(e)) from None
+
+    return guard
+
+
+def _workflow_commands(cli, click) -> None:
+    guard = _run_errors(click)
+    config = click.option(
+        "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
+        callback=_read_config, help="A TOML file of option values; flags override it.",
+    )  # fmt: skip
+    data = click.option("--data", required=True, help="CSV or Parquet file of readings.")
+    encoding = click.option(
+        "--encoding", default="utf-8", show_default=True, help="CSV text encoding."
+    )
+    as_json = click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+
+    train_example = (
+        "\b\nExample:\n    liquidnets train --data examples/sensor_readings.csv --time time "
+        "--target co2_ppm --horizon 4 --out runs/co2"
+    )
+
+    @cli.command(epilog=train_example)
+    @config
+    @data
+    @click.option("--target", required=True, help="Target column(s), comma-separated.")
+    @click.option("--time", help="Time column (timestamps or numbers); default: row order.")
+    @click.option("--features", help="Input columns, comma-separated; default: all numeric.")
+    @click.option("--id", "id_", help="Series id column (several series in one file).")
+    @click.option(
+        "--task", type=click.Choice(["forecast", "classify", "anomaly"]), default="forecast",
+        show_default=True, help="What to learn.",
+    )  # fmt: skip
+    @click.option(
+        "--model", default="cfc", show_default=True, help="cfc, ltc, cfc-ncp, ltc-ncp, lstm, gru."
+    )
+    @click.option("--lookback", default=32, show_default=True, help="Input steps per window.")
+    @click.option("--horizon", default=1, show_default=True, help="Steps forecast at once.")
+    @click.option("--stride", default=1, show_default=True, help="Steps between training windows.")
+    @click.option("--units", default=32, show_default=True, help="Neurons of the liquid model.")
+    @click.option("--season", type=int, help="Period in steps: adds seasonal naive, seasonal MASE.")
+    @click.option(
+        "--missing", type=click.Choice(["error", "mask", "interpolate", "drop"]), default="error",
+        show_default=True, help="What to do with missing values.",
+    )  # fmt: skip
+    @click.option(
+        "--time-unit", help="Unit of the time steps (e.g. 1h, 15min); default: median step."
+    )
+    @click.option("--val", default=0.15, show_default=True, help="Validation fraction (by time).")
+    @click.option("--test", default=0.15, show_default=True, help="Test fraction (by time).")
+    @click.option(
+        "--baselines/--no-baselines",
+        default=True,
+        show_default=True,
+        help="Train and compare the baselines.",
+    )
+    @click.option("--max-epochs", default=100, show_default=True, help="Upper bound on epochs.")
+    @click.option("--batch-size", default=64, show_default=True, help="Windows per batch.")
+    @click.option("--lr", default=3e-3, show_default=True, help="Learning rate (AdamW).")
+    @click.option(
+        "--patience", default=10, show_default=True, help="Early-stopping patience (epochs)."
+    )
+    @click.option(
+        "--gradient-clip", default=1.0, show_default=True, help="Gradient norm clip (0: off)."
+    )
+    @click.option("--seed", default=0, show_default=True, help="Random seed.")
+    @click.option(
+        "--accelerator", default="auto", show_default=True, help="cpu, gpu, auto (Lightning)."
+    )
+    @click.option(
+        "--devices", default="auto", show_default=True, help="Devices per node (Lightning)."
+    )
+    @click.option(
+        "--strategy", default="auto", show_default=True, help="auto, ddp, ... (Lightning)."
+    )
+    @click.option("--num-nodes", default=1, show_default=True, help="Nodes (Lightning).")
+    @encoding
+    @click.option("--out", required=True, help="The run folder to create.")
+    @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+    @as_json
+    def train(data, target, out, overwrite, as_json, id_, features, time_unit, **options):
+        """Train a liquid network and its baselines on a file of readings; evaluate them on
+        the same test period and write the run folder (config, metrics, models, logs, plots)."""
+        from liquidnets.tasks.run import train_run
+
+        train_opts = {k: options.pop(k) for k in TRAIN_KEYS}
+        if isinstance(train_opts["devices"], str) and train_opts["devices"].isdigit():
+            train_opts["devices"] = int(train_opts["devices"])
+        unit = float(time_unit) if time_unit and _is_number(time_unit) else time_unit
+        with guard():
+            result = train_run(
+                data, out, target=_split(target), overwrite=overwrite, train=train_opts,
+                id=id_, features=_split(features), time_unit=unit, **options,
+            )  # fmt: skip
+        _print_result(click, result, as_json, out)
+
+    @cli.command(
+        epilog="\b\nExample:\n    liquidnets evaluate runs/co2 --data examples/sensor_readings.csv"
+    )
+    @click.argument("run_dir", type=click.Path(file_okay=False))
+    @config
+    @data
+    @as_json
+    def evaluate(run_dir, data, as_json):
+        """Evaluate every model of a run on the test period of a file (the run's split),
+        beside its baselines, and print the table."""
+        from liquidnets.tasks.run import evaluate_run
+
+        with guard():
+            result = evaluate_run(run_dir, data)
+        _print_result(click, result, as_json, run_dir)
+
+    @cli.command(
+        epilog="\b\nExample:\n    liquidnets predict runs/co2 --data examples/sensor_readings.csv "
+        "--out forecast.csv"
+    )
+    @click.argument("run_dir", type=click.Path(file_okay=False))
+    @config
+    @data
+    @click.option("--out", required=True, help="CSV file to write the forecasts to.")
+    @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+    def predict(run_dir, data, out, overwrite):
+        """Forecast the steps after the end of a file with a run's model; write them as CSV."""
+        from liquidnets.tasks.run import predict_run
+
+        with guard():
+            path = predict_run(run_dir, data, out, overwrite=overwrite)
+        click.echo(f"wrote {path}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _print_result(click, result: dict, as_json: bool, where) -> None:
+    import json
+
+    if as_json:
+        click.echo(json.dumps({"rows": result["rows"]}, indent=2, default=float))
+    else:
+        click.echo(result["table"])
+        click.echo(f"\nrun folder: {where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,6 +101,23 @@ class NaiveNet(nn.Module):
         return targets[:, steps].reshape(x.shape[0], -1)  # (B, H * n_targets), step-major
 
 
+class FromLastValue(nn.Module):
+    """Forecast the change from the last observed value: `net`'s output is added to the last
+    input row's targets, repeated over the horizon. A network that outputs zeros is then the
+    naive forecast, so training starts from that baseline and learns what it misses (the
+    normalisation of NLinear and of many forecasting libraries)."""
+
+    def __init__(self, net: nn.Module, target_index: list[int], horizon: int):
+        super().__init__()
+        self.net = net
+        self.target_index = list(target_index)
+        self.horizon = horizon
+
+    def forward(self, x: Tensor, dt: Tensor) -> Tensor:
+        last = x[:, -1, self.target_index].repeat(1, self.horizon)  # (B, H * n_targets)
+        return last + self.net(x, dt)
+
+
 def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 

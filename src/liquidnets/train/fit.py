@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import sys
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -133,6 +135,13 @@ def _history_class():
     return History
 
 
+def _quiet_lightning() -> None:
+    """Lightning's start-up notes (available accelerators, tips) on every fit would bury our
+    own output; its warnings and errors still show."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _loader(arrays, batch_size: int, shuffle: bool, classify: bool):
     x, dt, y = arrays
     y_t = torch.as_tensor(y, dtype=torch.long if classify else torch.float32)
@@ -170,7 +179,10 @@ def fit(
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    with tempfile.TemporaryDirectory(prefix="liquidnets-") as tmp:
+    _quiet_lightning()
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="liquidnets-") as tmp:
+        # a deprecation inside Lightning itself, on every step; nothing a user can act on
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         root = Path(run_dir) if run_dir is not None else Path(tmp)
         loggers = [CSVLogger(root, name="logs", version="")]
         if importlib.util.find_spec("tensorboard") is not None:

@@ -1,0 +1,329 @@
+"""From validated series to training arrays: a chronological split (`split_by_time`), a scaler
+fitted on training rows only (`Scaler`) and sliding windows (`make_windows`). numpy only."""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from liquidnets.data.errors import DataError
+from liquidnets.data.table import MASK_SUFFIX, SeriesSet
+
+__all__ = ["Scaler", "Windows", "make_windows", "split_by_time"]
+
+
+@dataclass
+class Scaler:
+    """Per-column standardisation `(x - mean) / std`, fitted on training rows only.
+
+    A constant column gets std 1 (it becomes 0, not NaN); mask columns (names ending in
+    `"__missing"`) are left as they are (mean 0, std 1).
+
+    Args:
+        mean: `(n_columns,)` float64.
+        std: `(n_columns,)` float64, positive.
+
+    Example:
+        >>> import numpy as np
+        >>> s = Scaler.fit([np.array([[1.0, 5.0], [3.0, 5.0]])], ["a", "b"])
+        >>> s.transform(np.array([[2.0, 5.0]])).tolist()
+        [[0.0, 0.0]]
+        >>> s.inverse(np.array([[1.0]]), index=[0]).tolist()
+        [[3.0]]
+        >>> Scaler.from_dict(s.to_dict()) == s
+        True
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
+        self.std = np.asarray(self.std, dtype=np.float64).reshape(-1)
+        if self.mean.shape != self.std.shape:
+            raise ValueError(f"Scaler: mean {self.mean.shape} and std {self.std.shape} differ")
+        if not (np.isfinite(self.mean).all() and (self.std > 0).all()):
+            raise ValueError("Scaler: mean must be finite and std positive")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scaler):
+            return NotImplemented
+        return np.array_equal(self.mean, other.mean) and np.array_equal(self.std, other.std)
+
+    @classmethod
+    def fit(cls, arrays: Sequence[np.ndarray], columns: Sequence[str]) -> Scaler:
+        """Fit on the rows of `arrays`, each `(rows, len(columns))` (e.g. the training part of
+        each series)."""
+        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+        for a in arrays:
+            if a.ndim != 2 or a.shape[1] != len(columns):
+                raise ValueError(
+                    f"Scaler.fit: arrays must be (rows, {len(columns)}); got {a.shape}"
+                )
+        rows = np.concatenate(arrays) if arrays else np.empty((0, len(columns)))
+        if len(rows) == 0:
+            raise DataError("Scaler.fit: no training rows to fit the scaler on")
+        mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        # "Constant" relative to the column's size: float rounding in the mean can leave a
+        # std of ~1e-16 * |mean| for a column of identical values, which must not be amplified.
+        std = np.where(std > 1e-10 * np.abs(mean), std, 1.0)
+        is_mask = np.array([c.endswith(MASK_SUFFIX) for c in columns], dtype=bool)
+        mean[is_mask], std[is_mask] = 0.0, 1.0
+        return cls(mean, std)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Scale `x (..., n_columns)`; float inputs keep their dtype."""
+        x = np.asarray(x)
+        self._check(x, len(self.mean))
+        return self._cast((x - self.mean) / self.std, x)
+
+    def inverse(self, x: np.ndarray, index: Sequence[int] | None = None) -> np.ndarray:
+        """Undo `transform`. `index`: the column positions the last axis of `x` holds (e.g.
+        `series.target_index` for predictions); None: all columns."""
+        x = np.asarray(x)
+        idx = slice(None) if index is None else np.asarray(index, dtype=np.int64)
+        mean, std = self.mean[idx], self.std[idx]
+        self._check(x, len(mean))
+        return self._cast(x * std + mean, x)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-safe: `{"mean": [...], "std": [...]}`."""
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Scaler:
+        """The inverse of `to_dict`."""
+        if not isinstance(d, dict) or not {"mean", "std"} <= d.keys():
+            raise ValueError("Scaler.from_dict: needs a dict with 'mean' and 'std' lists")
+        return cls(np.asarray(d["mean"], dtype=np.float64), np.asarray(d["std"], dtype=np.float64))
+
+    @staticmethod
+    def _check(x: np.ndarray, n: int) -> None:
+        if x.ndim == 0 or x.shape[-1] != n:
+            raise ValueError(f"Scaler: the last axis must hold {n} columns; got shape {x.shape}")
+
+    @staticmethod
+    def _cast(out: np.ndarray, like: np.ndarray) -> np.ndarray:
+        return out.astype(like.dtype) if np.issubdtype(like.dtype, np.floating) else out
+
+
+def _series_name(series: SeriesSet, i: int) -> str:
+    return f"series {series.ids[i]!r}" if series.id_column is not None else "the series"
+
+
+def _part_size(n: int, fraction: float) -> int:
+    # round half up, and at least one row for a part that was asked for
+    return 0 if fraction == 0 else max(1, math.floor(n * fraction + 0.5))
+
+
+def split_by_time(
+    series: SeriesSet, val: float = 0.15, test: float = 0.15
+) -> dict[str, list[slice]]:
+    """Split every series in time: the first `1 - val - test` of its rows train, then
+    validation, then test.
+
+    Args:
+        series: the validated series.
+        val: the fraction of each series for validation (0 for none).
+        test: the fraction of each series for testing (0 for none).
+
+    Returns:
+        `{"train": [slice per series], "val": [...], "test": [...]}`.
+
+    Raises:
+        DataError: fractions out of range, or a series too short to give each part a row.
+
+    Example:
+        >>> import numpy as np
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     ["x"],
+        ...     [""],
+        ...     [np.zeros((10, 1), np.float32)],
+        ...     [np.arange(10.0)],
+        ...     [np.ones(10, np.float32)],
+        ...     [np.arange(10)],
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     "f",
+        ... )
+        >>> split_by_time(s, val=0.2, test=0.2)
+        {'train': [slice(0, 6, None)], 'val': [slice(6, 8, None)], 'test': [slice(8, 10, None)]}
+    """
+    for name, fraction in (("val", val), ("test", test)):
+        if not 0 <= fraction < 1:
+            raise DataError(f"split_by_time: {name} must be in [0, 1); got {fraction}")
+    if val + test >= 1:
+        raise DataError(f"split_by_time: val + test must be below 1; got {val} + {test}")
+    parts: dict[str, list[slice]] = {"train": [], "val": [], "test": []}
+    for i, values in enumerate(series.values):
+        n = len(values)
+        n_val, n_test = _part_size(n, val), _part_size(n, test)
+        while n - n_val - n_test < 1 and max(n_val, n_test) > 1:  # keep a training row
+            if n_val >= n_test:
+                n_val -= 1
+            else:
+                n_test -= 1
+        n_train = n - n_val - n_test
+        if n_train < 1:
+            need = 1 + (val > 0) + (test > 0)
+            raise DataError(
+                f"{series.source}: {_series_name(series, i)} has {n} rows: too few to split "
+                f"into train, validation and test parts of at least one row (needs {need})"
+            )
+        parts["train"].append(slice(0, n_train))
+        parts["val"].append(slice(n_train, n_train + n_val))
+        parts["test"].append(slice(n_train + n_val, n))
+    return parts
+
+
+@dataclass
+class Windows:
+    """Sliding windows, ready for a model `net(x (B, T, C), dt (B, T))`.
+
+    Args:
+        x: `(N, lookback, n_columns)` float32 inputs (scaled when a scaler was given).
+        dt: `(N, lookback)` float32 elapsed times of the input rows.
+        y: `(N, horizon, n_targets)` float32 future targets, scaled likewise
+            (`(N, 0, n_targets)` when horizon is 0).
+        series: `(N,)` int64 series index of each window.
+        end: `(N,)` int64 position in its series of each window's last input row.
+        label: `(N,)` object labels of the last input row, or None.
+    """
+
+    x: np.ndarray
+    dt: np.ndarray
+    y: np.ndarray
+    series: np.ndarray
+    end: np.ndarray
+    label: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def _count(name: str, value: Any, minimum: int) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise DataError(f"make_windows: {name} must be an integer; got {value!r}") from None
+    if value < minimum:
+        raise DataError(f"make_windows: {name} must be at least {minimum}; got {value}")
+    return value
+
+
+def make_windows(
+    series: SeriesSet,
+    lookback: int,
+    horizon: int = 1,
+    stride: int = 1,
+    parts: Sequence[slice] | None = None,
+    scaler: Scaler | None = None,
+    context: bool = True,
+) -> Windows:
+    """Sliding windows over each series; a window never crosses from one series to another.
+
+    A window ending at row `e` takes inputs `e - lookback + 1 .. e` and targets
+    `e + 1 .. e + horizon`. Windows start at the first row that fits and step by `stride`.
+
+    Args:
+        series: the validated series.
+        lookback: input rows per window (at least 1).
+        horizon: future target rows per window (0: none, for classification or anomaly scores).
+        stride: rows between the ends of consecutive windows.
+        parts: one slice per series (e.g. `split_by_time(...)["val"]`): only windows whose
+            targets (with horizon 0: whose last input row) fall inside the part are made.
+        scaler: scales inputs and targets when given.
+        context: with `parts`, let inputs reach back before the part's start (True, the usual
+            backtesting convention) or keep them inside the part (False).
+
+    Returns:
+        The `Windows`.
+
+    Raises:
+        DataError: bad sizes, a wrong number of parts, or no window fitting anywhere.
+
+    Example:
+        >>> import numpy as np
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     ["x"],
+        ...     [""],
+        ...     [np.arange(6, dtype=np.float32)[:, None]],
+        ...     [np.arange(6.0)],
+        ...     [np.ones(6, np.float32)],
+        ...     [np.arange(6)],
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     "f",
+        ... )
+        >>> w = make_windows(s, lookback=3, horizon=2)
+        >>> w.x.shape, w.y.shape, w.y[:, :, 0].tolist()
+        ((2, 3, 1), (2, 2, 1), [[3.0, 4.0], [4.0, 5.0]])
+    """
+    lookback = _count("lookback", lookback, 1)
+    horizon = _count("horizon", horizon, 0)
+    stride = _count("stride", stride, 1)
+    if parts is not None and len(parts) != len(series):
+        raise DataError(
+            f"make_windows: {len(parts)} parts for {len(series)} series; give one slice per series"
+        )
+    targets = series.target_index
+    inputs = np.arange(-lookback + 1, 1)  # offsets of the input rows from the window's end
+    future = np.arange(1, horizon + 1)  # offsets of the target rows
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "dt", "y", "series", "end", "label")}
+    longest = 0
+    for i, (values, dt) in enumerate(zip(series.values, series.dt)):
+        n = len(values)
+        start, stop = 0, n
+        if parts is not None:
+            start, stop, step = parts[i].indices(n)
+            if step != 1:
+                raise DataError(f"make_windows: parts must be contiguous slices; got {parts[i]}")
+            if stop <= start:
+                continue
+        first_input = 0 if context else start
+        longest = max(longest, stop - first_input)
+        # the last input row e: inputs fit from first_input, targets fit in [start, stop)
+        lo = max(first_input + lookback - 1, start - min(horizon, 1))
+        hi = stop - 1 - horizon
+        if hi < lo:
+            continue
+        ends = np.arange(lo, hi + 1, stride)  # (N_i,)
+        scaled = values if scaler is None else scaler.transform(values)
+        scaled = np.asarray(scaled, dtype=np.float32)
+        out["x"].append(scaled[ends[:, None] + inputs])  # (N_i, lookback, C)
+        out["dt"].append(dt[ends[:, None] + inputs])  # (N_i, lookback)
+        out["y"].append(scaled[:, targets][ends[:, None] + future])  # (N_i, horizon, n_targets)
+        out["series"].append(np.full(len(ends), i, dtype=np.int64))
+        out["end"].append(ends.astype(np.int64))
+        if series.labels is not None:
+            out["label"].append(np.asarray(series.labels[i], dtype=object)[ends])
+    if not out["x"]:
+        what = (
+            "series" if parts is None else "part" if not context else "series (to its part's end)"
+        )
+        raise DataError(
+            f"{series.source} has {longest} rows in its longest {what}: fewer than one window "
+            f"(lookback {lookback} + horizon {horizon})"
+        )
+    return Windows(
+        x=np.concatenate(out["x"]).astype(np.float32, copy=False),
+        dt=np.concatenate(out["dt"]).astype(np.float32, copy=False),
+        y=np.concatenate(out["y"]).astype(np.float32, copy=False),
+        series=np.concatenate(out["series"]),
+        end=np.concatenate(out["end"]),
+        label=np.concatenate(out["label"]) if out["label"] else None,
+    )
