@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+import shutil
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -27,6 +31,7 @@ def test_python_blocks_execute(tmp_path, monkeypatch):
     blocks = code_blocks("python")
     assert blocks, "README has no ```python blocks"
     monkeypatch.chdir(tmp_path)  # anything a block writes lands in a temporary folder
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # paths as in the repository
     namespace: dict = {"__name__": "__readme__"}
     for i, block in enumerate(blocks, 1):
         code = compile(block, f"README.md python block {i}", "exec")
@@ -50,3 +55,61 @@ def test_ci_runs_the_readme_test_command():
     assert any(re.match(r"^(exec\s+)?\./dev test\b", ln) for ln in lines), ci
     for script in (ROOT / "dev", ROOT / ".ci" / "run"):
         assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+WORKFLOW = "From a CSV of sensor readings to a trained model"
+
+
+def workflow_commands() -> tuple[list[list[str]], list[list[str]]]:
+    """The `liquidnets` commands of the workflow section: those to run here, and those of the
+    multi-GPU part (checked against the options, not run: there is no GPU here)."""
+    text = section(WORKFLOW)
+    local, gpu = text.split("### Training on several GPUs or machines")
+    parse = lambda part: [  # noqa: E731
+        shlex.split(line)
+        for kind, body in FENCE.findall(part)
+        if kind == "bash"
+        for line in body.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    return parse(local), parse(gpu)
+
+
+def test_workflow_commands_run(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    local, _ = workflow_commands()
+    assert [c[:2] for c in local] == [
+        ["liquidnets", "train"],
+        ["liquidnets", "evaluate"],
+        ["liquidnets", "predict"],
+        ["liquidnets", "train"],
+    ]
+    for command in local:
+        result = CliRunner().invoke(build_cli(), command[1:])
+        assert result.exit_code == 0, (command, result.output)
+    assert (tmp_path / "runs" / "co2" / "plots" / "forecast.png").is_file()
+    assert (tmp_path / "runs" / "co2-forecast.csv").is_file()
+    toml = (tmp_path / "runs" / "co2-toml" / "config.json").read_text()
+    assert '"max_epochs": 30' in toml  # the flag over the file's 100
+
+
+def test_multi_gpu_commands_use_real_options():
+    import click
+
+    from liquidnets.cli import build_cli
+
+    _, gpu = workflow_commands()
+    assert gpu
+    train = build_cli().commands["train"]
+    for command in gpu:
+        args = [a for a in command if "=" not in a or a.startswith("-")]
+        args = args[args.index("liquidnets") + 2 :]
+        ctx = train.make_context("train", args, resilient_parsing=True)
+        assert ctx.params["strategy"] == "ddp" and ctx.params["devices"] == "4"
+        assert isinstance(ctx, click.Context)

@@ -5,8 +5,11 @@
 >>> frame = pd.DataFrame({"t": t, "temp": np.sin(t / 8), "load": np.cos(t / 8)})
 >>> model = Forecaster("naive", lookback=16, horizon=4)
 >>> model = model.fit(frame, targets="temp", time="t")
->>> model.predict(frame).shape  # one forecast per horizon step and target
-(4, 5)
+>>> forecast = model.predict(frame)  # the 4 steps after the end of the data
+>>> list(forecast.columns)
+['id', 'step', 'time', 'temp']
+>>> bool(np.allclose(forecast["temp"], np.sin(299 / 8), atol=1e-5))  # naive: the last value
+True
 """
 
 from __future__ import annotations
