@@ -151,7 +151,8 @@ def _workflow_commands(cli, click) -> None:
     @cli.command(epilog=train_example)
     @config
     @data
-    @click.option("--target", required=True, help="Target column(s), comma-separated.")
+    @click.option("--target", help="Column(s) to forecast or watch, comma-separated.")
+    @click.option("--label", help="classify: the class column; anomaly: known anomalies (1/0).")
     @click.option("--time", help="Time column (timestamps or numbers); default: row order.")
     @click.option("--features", help="Input columns, comma-separated; default: all numeric.")
     @click.option("--id", "id_", help="Series id column (several series in one file).")
@@ -167,6 +168,14 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--stride", default=1, show_default=True, help="Steps between training windows.")
     @click.option("--units", default=32, show_default=True, help="Neurons of the liquid model.")
     @click.option("--season", type=int, help="Period in steps: adds seasonal naive, seasonal MASE.")
+    @click.option(
+        "--per", type=click.Choice(["window", "series"]), default="window", show_default=True,
+        help="classify: a label per window (its last row) or per series (--id).",
+    )  # fmt: skip
+    @click.option(
+        "--quantile", default=0.99, show_default=True,
+        help="anomaly: validation-score quantile used as threshold when there are no labels.",
+    )  # fmt: skip
     @click.option(
         "--missing", type=click.Choice(["error", "mask", "interpolate", "drop"]), default="error",
         show_default=True, help="What to do with missing values.",
@@ -208,7 +217,14 @@ def _workflow_commands(cli, click) -> None:
     @as_json
     def train(data, target, out, overwrite, as_json, id_, features, time_unit, **options):
         """Train a liquid network and its baselines on a file of readings; evaluate them on
-        the same test period and write the run folder (config, metrics, models, logs, plots)."""
+        the same test period and write the run folder (config, metrics, models, logs, plots).
+
+        \b
+        Tasks:
+          forecast  the next --horizon values of --target
+          classify  the class in --label, per window or per series
+          anomaly   readings far from their forecast; scored with --label when given
+        """
         from liquidnets.tasks.run import train_run
 
         train_opts = {k: options.pop(k) for k in TRAIN_KEYS}
@@ -248,7 +264,8 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--out", required=True, help="CSV file to write the forecasts to.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
     def predict(run_dir, data, out, overwrite):
-        """Forecast the steps after the end of a file with a run's model; write them as CSV."""
+        """Apply a run's model to a file and write CSV: the forecasts after the end of the
+        data, the classes with their probabilities, or the anomaly scores and flags."""
         from liquidnets.tasks.run import predict_run
 
         with guard():

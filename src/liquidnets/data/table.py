@@ -404,8 +404,8 @@ def _resolve_columns(
     label: str | None,
 ) -> tuple[list[str], list[str]]:
     targets = _as_names(targets, "targets")
-    if not targets:
-        raise DataError(f"{src}: give at least one target column")
+    if not targets and label is None:  # a classifier has a label column and no targets
+        raise DataError(f"{src}: give at least one target column (or a label column)")
     roles = {c: r for r, c in (("time", time), ("id", id), ("label", label)) if c is not None}
     chosen = _as_names(features, "features")
     for col in [*roles, *targets, *chosen]:

@@ -1,6 +1,6 @@
-"""Tasks on sensor series: forecasting (with classification and anomaly detection to come),
-each a class with `fit`, `predict`, `backtest`, `save` and `load`, and the runs that the
-`liquidnets train/evaluate/predict` commands make of them.
+"""Tasks on sensor series: forecasting, sequence classification and anomaly detection, each a
+class with `fit`, `predict`, `backtest`, `save` and `load` (`predict_proba` for the
+classifier), and the runs that the `liquidnets train/evaluate/predict` commands make of them.
 
     from liquidnets.tasks import Forecaster
     model = Forecaster("cfc", lookback=32, horizon=4)
@@ -8,7 +8,9 @@ each a class with `fit`, `predict`, `backtest`, `save` and `load`, and the runs 
     model.backtest("examples/sensor_readings.csv")["metrics"]
 """
 
+from liquidnets.tasks.anomaly import AnomalyDetector
+from liquidnets.tasks.classify import Classifier
 from liquidnets.tasks.forecast import Forecaster
 from liquidnets.tasks.models import MODELS
 
-__all__ = ["MODELS", "Forecaster"]
+__all__ = ["MODELS", "AnomalyDetector", "Classifier", "Forecaster"]

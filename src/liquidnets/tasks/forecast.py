@@ -23,6 +23,7 @@ from liquidnets.data import Scaler, SeriesSet, load_series, make_windows, split_
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
+from liquidnets.tasks._common import align_columns, load_like, run_net
 from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
 
@@ -79,34 +80,10 @@ class Forecaster:
 
     # -- data --------------------------------------------------------------------------
     def _series(self, data) -> SeriesSet:
-        if isinstance(data, SeriesSet):
-            return data
-        s = self.spec
-        return load_series(
-            data, targets=s["targets"], features=s["features"], time=s["time"], id=s["id"],
-            missing=s["missing"], time_unit=s["time_unit"],
-        )  # fmt: skip
+        return load_like(data, self.spec)
 
     def _check_columns(self, series: SeriesSet) -> None:
-        """The model's columns, in its order. With missing="mask" a file has mask columns
-        only where it has gaps: absent ones are all-zero, ones the model never saw are
-        dropped (their gaps stay forward-filled)."""
-        trained = self.spec["columns"]
-        if series.columns == trained:
-            return
-        data = [c for c in trained if not c.endswith("__missing")]
-        if [c for c in series.columns if not c.endswith("__missing")] != data:
-            raise ValueError(
-                f"the data gives columns {series.columns}; the model was trained on {trained}"
-            )
-        where = {c: i for i, c in enumerate(series.columns)}
-        for k, values in enumerate(series.values):
-            aligned = np.zeros((len(values), len(trained)), np.float32)
-            for j, c in enumerate(trained):
-                if c in where:
-                    aligned[:, j] = values[:, where[c]]
-            series.values[k] = aligned
-        series.columns = list(trained)
+        align_columns(series, self.spec["columns"])
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
@@ -176,19 +153,8 @@ class Forecaster:
     def _forward(self, x: np.ndarray, dt: np.ndarray) -> np.ndarray:
         """Scaled windows in, scaled forecasts `(N, horizon, n_targets)` out."""
         assert self.net is not None, "fit or load the model first"
-        self.net.eval()
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(x), 1024):
-                xb = torch.as_tensor(x[i : i + 1024], dtype=torch.float32)
-                db = torch.as_tensor(dt[i : i + 1024], dtype=torch.float32)
-                out.append(self.net(xb, db).numpy())
         n = len(self.spec["targets"])
-        return (
-            np.concatenate(out).reshape(len(x), self.horizon, n)
-            if out
-            else np.zeros((0, self.horizon, n))
-        )
+        return run_net(self.net, x, dt, self.horizon * n).reshape(len(x), self.horizon, n)
 
     def _unscale(self, y: np.ndarray, series: SeriesSet) -> np.ndarray:
         return self.scaler.inverse(y, index=series.target_index)
@@ -269,8 +235,12 @@ class Forecaster:
     def save(self, path, *, overwrite: bool = False) -> Path:
         """Save to the folder `path` (safetensors weights, JSON config and metadata)."""
         assert self.net is not None, "fit the model first"
-        meta = {"spec": self.spec, "scaler": self.scaler.to_dict(), "history": self.history}
-        return save_bundle(path, self.net.state_dict(), self.config(), meta, overwrite=overwrite)
+        return save_bundle(
+            path, self.net.state_dict(), self.config(), self.metadata(), overwrite=overwrite
+        )
+
+    def metadata(self) -> dict:
+        return {"spec": self.spec, "scaler": self.scaler.to_dict(), "history": self.history}
 
     @classmethod
     def load(cls, path) -> Forecaster:
@@ -278,6 +248,11 @@ class Forecaster:
         weights, config, meta = load_bundle(path)
         if config.get("task") != TASK:
             raise ValueError(f"{path}: a {config.get('task')} model, not a forecaster")
+        return cls.from_parts(weights, config, meta, source=path)
+
+    @classmethod
+    def from_parts(cls, weights: dict, config: dict, meta: dict, *, source="") -> Forecaster:
+        """The model that `config()`, `metadata()` and the weights describe."""
         self = cls(
             config["model"], lookback=config["lookback"], horizon=config["horizon"],
             stride=config["stride"], units=config["units"], season=config["season"],
@@ -290,5 +265,5 @@ class Forecaster:
         try:
             self.net.load_state_dict(weights, strict=True)
         except RuntimeError as exc:
-            raise ValueError(f"{path}: the weights do not fit the model: {exc}") from None
+            raise ValueError(f"{source}: the weights do not fit the model: {exc}") from None
         return self

@@ -28,11 +28,19 @@ import numpy as np
 from liquidnets.data import load_series
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
+from liquidnets.tasks.anomaly import AnomalyDetector
+from liquidnets.tasks.classify import Classifier
 from liquidnets.tasks.forecast import Forecaster
 
-FORECAST_COLUMNS = ["mae", "rmse", "smape", "mase", "r2"]
+COLUMNS = {
+    "forecast": ["mae", "rmse", "smape", "mase", "r2"],
+    "classify": ["accuracy", "macro_f1", "auroc"],
+    "anomaly": ["precision", "recall", "f1", "flagged_share"],
+}
 DEFAULTS = {
     "task": "forecast",
+    "target": None,
+    "label": None,
     "time": None,
     "features": None,
     "id": None,
@@ -42,6 +50,8 @@ DEFAULTS = {
     "stride": 1,
     "units": 32,
     "season": None,
+    "per": "window",
+    "quantile": 0.99,
     "missing": "error",
     "time_unit": None,
     "val": 0.15,
@@ -53,6 +63,10 @@ DEFAULTS = {
 
 class RunError(ValueError):
     """A run folder that cannot be written or read (one line)."""
+
+
+def _task_class(task: str):
+    return {"forecast": Forecaster, "classify": Classifier, "anomaly": AnomalyDetector}[task]
 
 
 def _write_json(path: Path, data) -> None:
@@ -69,41 +83,41 @@ def _jsonable(value):
 
 def _baselines(settings: dict) -> list[str]:
     names = ["naive"]
-    if settings["season"]:
+    if settings["season"] and settings["task"] != "classify":
         names.append("seasonal_naive")
     return [*names, "lstm", "gru"]
 
 
-def train_run(
-    data, out, *, target, overwrite: bool = False, train: dict | None = None, **options
-) -> dict:
+def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, **options) -> dict:
     """Train the model and its baselines on `data` and write the run folder `out`.
 
     Args:
         data: a CSV/Parquet path or a DataFrame.
         out: the run folder to create.
-        target: the target column (or a list of them).
         overwrite: replace an existing run folder.
         train: `TrainConfig` fields (max_epochs, lr, patience, seed, devices, ...).
-        **options: the keys of `DEFAULTS` (lookback, horizon, model, time, features, ...).
+        **options: the keys of `DEFAULTS`: `task` (`forecast`, `classify`, `anomaly`),
+            `target` (forecast, anomaly: a column or a list), `label` (classify: the class
+            column; anomaly: known anomalies, optional), `model`, `lookback`, `horizon`, ...
 
     Returns:
-        The metrics: `{"rows": [{"model": name, metric: value, ...}], "table": str, ...}`.
+        The metrics: `{"rows": [{"model": name, metric: value, ...}], "table": str}`.
     """
     unknown = set(options) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"unknown options: {', '.join(sorted(unknown))}")
-    settings = {**DEFAULTS, **options, "target": target, "train": dict(train or {})}
-    if settings["task"] != "forecast":
-        raise NotImplementedError(f"task '{settings['task']}' is not available yet")
+    settings = {**DEFAULTS, **options, "train": dict(train or {})}
+    task = settings["task"]
+    if task not in COLUMNS:
+        raise RunError(f"unknown task '{task}'; choose forecast, classify or anomaly")
+    if task == "classify" and not settings["label"]:
+        raise RunError("--task classify needs --label (the column of classes)")
+    if task != "classify" and not settings["target"]:
+        raise RunError(f"--task {task} needs --target (the column(s) to model)")
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
-    series = load_series(
-        data, targets=target, features=settings["features"], time=settings["time"],
-        id=settings["id"], missing=settings["missing"], time_unit=settings["time_unit"],
-        encoding=settings["encoding"],
-    )  # fmt: skip
+    series = _load(data, settings)
     settings["time_unit"] = series.time_unit
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -122,57 +136,88 @@ def train_run(
     return result
 
 
-def _forecaster(name: str, settings: dict, budget: int | None) -> Forecaster:
-    return Forecaster(
-        name, lookback=settings["lookback"], horizon=settings["horizon"],
-        stride=settings["stride"], units=settings["units"], season=settings["season"],
-        budget=budget, train=settings["train"],
-    )  # fmt: skip
+def _make(name: str, settings: dict, budget: int | None):
+    common = {"lookback": settings["lookback"], "units": settings["units"], "budget": budget}
+    common["train"] = settings["train"]
+    task = settings["task"]
+    if task == "forecast":
+        return Forecaster(
+            name, horizon=settings["horizon"], stride=settings["stride"],
+            season=settings["season"], **common,
+        )  # fmt: skip
+    if task == "classify":
+        return Classifier(name, stride=settings["stride"], per=settings["per"], **common)
+    return AnomalyDetector(name, season=settings["season"], quantile=settings["quantile"], **common)
+
+
+def _fit(model, series, settings: dict, run_dir=None):
+    split = {"val": settings["val"], "test": settings["test"], "missing": settings["missing"]}
+    if settings["task"] == "classify":
+        return model.fit(series, label=settings["label"], run_dir=run_dir, **split)
+    if settings["task"] == "anomaly":
+        return model.fit(
+            series, targets=series.targets, label=settings["label"], run_dir=run_dir, **split
+        )
+    return model.fit(series, targets=series.targets, run_dir=run_dir, **split)
 
 
 def _train_into(folder: Path, series, settings: dict) -> dict:
-    split = {"val": settings["val"], "test": settings["test"], "missing": settings["missing"]}
-    main = _forecaster(settings["model"], settings, None)
-    main.fit(series, targets=series.targets, run_dir=folder, **split)
+    main = _fit(_make(settings["model"], settings, None), series, settings, run_dir=folder)
     models = {settings["model"]: main}
-    budget = _models.parameter_count(main.net) if main.net is not None else None
+    budget = _models.parameter_count(main.net) if settings["model"] not in _models.NAIVE else None
     if settings["baselines"]:
         for name in _baselines(settings):
             if name not in models:
-                models[name] = _forecaster(name, settings, budget).fit(
-                    series, targets=series.targets, **split
-                )
+                models[name] = _fit(_make(name, settings, budget), series, settings)
     for name, model in models.items():
         model.save(folder / "models" / name)
     _write_json(folder / "config.json", {**settings, "models": list(models)})
-    result = _evaluate(folder, models, series, settings["model"])
-    history = main.history
-    if history.get("train_loss"):
+    result = _evaluate(folder, models, series, settings)
+    if main.history.get("train_loss"):
         from liquidnets.tasks import plots
 
-        plots.plot_training(folder / "plots" / "training.png", history, title=settings["model"])
+        title = f"{settings['model']}: training"
+        plots.plot_training(folder / "plots" / "training.png", main.history, title=title)
     return result
 
 
-def _evaluate(folder: Path, models: dict, series, main_name: str) -> dict:
+def _evaluate(folder: Path, models: dict, series, settings: dict) -> dict:
     rows, outputs = [], {}
     for name, model in models.items():
         bt = model.backtest(series)
         outputs[name] = bt
-        rows.append(
-            {"model": name, "parameters": _models.parameter_count(model.net), **bt["metrics"]}
-        )
-    table = _metrics.format_table(rows, ["parameters", *FORECAST_COLUMNS], title="Test period")
-    result = {"rows": rows, "table": table, "test_windows": len(outputs[main_name]["times"])}
+        count = _models.parameter_count(model.net)
+        rows.append({"model": name, "parameters": count, **bt["metrics"]})
+    task = settings["task"]
+    columns = ["parameters", *[c for c in COLUMNS[task] if any(c in r for r in rows)]]
+    table = _metrics.format_table(rows, columns, title="Test period")
+    result = {"rows": rows, "table": table}
     _write_json(folder / "metrics.json", {"rows": rows})
     (folder / "metrics.md").write_text(table + "\n")
-    _plot(folder / "plots", outputs[main_name], series, main_name)
+    main = settings["model"]
+    _plot(folder / "plots", outputs[main], series, main, models[main], task)
     return result
 
 
-def _plot(folder: Path, bt: dict, series, name: str) -> None:
+def _plot(folder: Path, bt: dict, series, name: str, model, task: str) -> None:
     from liquidnets.tasks import plots
 
+    if task == "classify":
+        plots.plot_confusion(
+            folder / "confusion.png", bt["confusion"], model.classes,
+            title=f"{name}: test period",
+        )  # fmt: skip
+        return
+    if task == "anomaly":
+        first = bt["series"] == 0
+        s, e = _span(bt["times"][first], series)
+        values = series.values[0][s:e][:, series.target_index]
+        plots.plot_anomalies(
+            folder / "anomalies.png", bt["times"][first], values, bt["scores"][first],
+            bt["threshold"], truth=None if bt["truth"] is None else bt["truth"][first],
+            title=f"{name}: test period",
+        )  # fmt: skip
+        return
     first = bt["series"] == 0  # the first series; step 1 of the horizon
     times, actual, predicted = bt["times"][first], bt["actual"][first, 0], bt["predicted"][first, 0]
     title = f"{name}: one step ahead on the test period"
@@ -186,37 +231,45 @@ def _plot(folder: Path, bt: dict, series, name: str) -> None:
     )  # fmt: skip
 
 
-def load_run(run_dir) -> tuple[dict, dict[str, Forecaster]]:
-    """The settings and the models of a run folder."""
+def _span(times, series) -> tuple[int, int]:
+    """Positions in the first series of the first and one past the last of `times`."""
+    all_times = series.times[0]
+    start = int(np.searchsorted(all_times, times[0]))
+    return start, start + len(times)
+
+
+def load_run(run_dir) -> tuple[dict, dict]:
+    """The settings and the models of a run folder (the model first, then the baselines)."""
     run_dir = Path(run_dir)
     config = run_dir / "config.json"
     if not config.is_file():
         raise RunError(f"{run_dir}: not a run folder (no config.json); create one with train")
     settings = json.loads(config.read_text())
-    # the model first, then the baselines, in the order train_run made them
-    return settings, {
-        name: Forecaster.load(run_dir / "models" / name) for name in settings["models"]
-    }
+    cls = _task_class(settings["task"])
+    return settings, {name: cls.load(run_dir / "models" / name) for name in settings["models"]}
 
 
 def evaluate_run(run_dir, data) -> dict:
     """Every model of the run on the test period of `data` (the split the run was made with):
     the same rows and table as `train_run` returns; plots are rewritten in the run folder."""
     settings, models = load_run(run_dir)
-    return _evaluate(Path(run_dir), models, _load(data, settings), settings["model"])
+    return _evaluate(Path(run_dir), models, _load(data, settings), settings)
 
 
 def _load(data, settings: dict):
+    target = settings["target"]
+    targets = [] if settings["task"] == "classify" else target
     return load_series(
-        data, targets=settings["target"], features=settings["features"], time=settings["time"],
-        id=settings["id"], missing=settings["missing"], time_unit=settings["time_unit"],
-        encoding=settings["encoding"],
+        data, targets=targets, features=settings["features"], time=settings["time"],
+        id=settings["id"], label=settings["label"], missing=settings["missing"],
+        time_unit=settings["time_unit"], encoding=settings["encoding"],
     )  # fmt: skip
 
 
 def predict_run(run_dir, data, out, *, overwrite: bool = False) -> Path:
-    """Forecast the horizon after the end of every series in `data` with the run's model and
-    write the forecasts as CSV to `out` (atomically; an existing file only with overwrite)."""
+    """Apply the run's model to `data` and write CSV to `out` (atomically; an existing file
+    only with overwrite): forecasts for the horizon after the end of every series, classes
+    with their probabilities per window, or anomaly scores and flags per reading."""
     settings, models = load_run(run_dir)
     out = Path(out)
     if out.exists() and not overwrite:
