@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -89,6 +90,7 @@ def test_workflow_commands_run(tmp_path, monkeypatch):
         ["liquidnets", "evaluate"],
         ["liquidnets", "predict"],
         ["liquidnets", "train"],
+        ["liquidnets", "train"],
     ]
     for command in local:
         result = CliRunner().invoke(build_cli(), command[1:])
@@ -97,6 +99,9 @@ def test_workflow_commands_run(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "co2-forecast.csv").is_file()
     toml = (tmp_path / "runs" / "co2-toml" / "config.json").read_text()
     assert '"max_epochs": 30' in toml  # the flag over the file's 100
+    anomalies = tmp_path / "runs" / "co2-anomalies"
+    assert (anomalies / "plots" / "anomalies.png").is_file()
+    assert json.loads((anomalies / "config.json").read_text())["task"] == "anomaly"
 
 
 def test_multi_gpu_commands_use_real_options():
