@@ -64,3 +64,20 @@ def test_every_model_trains_through_the_same_interface(name):
 def test_seasonal_naive_needs_a_season():
     with pytest.raises(ValueError, match="season"):
         Forecaster("seasonal_naive")
+
+
+def test_several_targets_at_several_steps(tmp_path):
+    from liquidnets.tasks.run import train_run
+
+    frame = two_sensors(n=300)
+    result = train_run(
+        frame, tmp_path / "run", target=["temp", "load"], time="t", id="machine",
+        missing="mask", lookback=12, horizon=3, units=8, train={**FAST, "max_epochs": 3},
+    )  # fmt: skip
+    assert [r["model"] for r in result["rows"]] == ["cfc", "naive", "lstm", "gru"]
+    model = Forecaster.load(tmp_path / "run" / "models" / "cfc")
+    forecast = model.predict(frame)
+    assert {"temp", "load"} <= set(forecast) and len(forecast) == 2 * 3
+    backtest = model.backtest(frame)
+    assert backtest["predicted"].shape[1:] == (3, 2)  # (windows, horizon, targets)
+    assert (tmp_path / "run" / "plots" / "forecast.png").is_file()

@@ -71,7 +71,8 @@ def build_cli():
 TRAIN_KEYS = {
     "max_epochs": "max-epochs", "batch_size": "batch-size", "lr": "lr", "patience": "patience",
     "seed": "seed", "accelerator": "accelerator", "devices": "devices", "strategy": "strategy",
-    "num_nodes": "num-nodes", "gradient_clip": "gradient-clip",
+    "num_nodes": "num-nodes", "gradient_clip": "gradient-clip", "schedule": "schedule",
+    "weight_decay": "weight-decay",
 }  # fmt: skip
 EXPECTED = (
     "liquidnets.data.DataError",
@@ -200,6 +201,11 @@ def _workflow_commands(cli, click) -> None:
     @click.option(
         "--gradient-clip", default=1.0, show_default=True, help="Gradient norm clip (0: off)."
     )
+    @click.option(
+        "--schedule", type=click.Choice(["plateau", "cosine", "none"]), default="plateau",
+        show_default=True, help="Learning-rate schedule.",
+    )  # fmt: skip
+    @click.option("--weight-decay", default=0.0, show_default=True, help="AdamW weight decay.")
     @click.option("--seed", default=0, show_default=True, help="Random seed.")
     @click.option(
         "--accelerator", default="auto", show_default=True, help="cpu, gpu, auto (Lightning)."

@@ -190,7 +190,8 @@ class Forecaster:
         with the inputs reaching back as far as `lookback` needs.
 
         Returns `{"metrics": {...}, "times": (N,), "actual": (N, H, n), "predicted": (N, H, n),
-        "series": (N,)}`, values in the data's own units; metrics over every horizon step:
+        "series": (N,)}`, values in the data's own units, `times` those of each window's first
+        forecast step; metrics over every horizon step:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when `season` is set) and R²."""
         series = self._series(data)
@@ -208,7 +209,7 @@ class Forecaster:
             actual.reshape(-1, actual.shape[-1]), predicted.reshape(-1, predicted.shape[-1]),
             y_train=train_targets, season=self.season or 1,
         )  # fmt: skip
-        times = np.array([series.times[s][e] for s, e in zip(w.series, w.end)])
+        times = np.array([series.times[s][e + 1] for s, e in zip(w.series, w.end)])
         return {
             "metrics": scores,
             "times": times,
