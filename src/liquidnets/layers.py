@@ -209,8 +209,45 @@ class LiquidRNN(nn.Module):
             y, state = y.squeeze(0), _map_state(state, lambda s: s.squeeze(0))
         return y, state
 
+    def _mask(self, mask, lengths, batch: int, steps: int, batched: bool, like: Tensor):
+        """The valid steps as a `(B, T)` bool tensor, from `mask` or `lengths`; None if
+        neither is given (every step is valid)."""
+        if mask is not None and lengths is not None:
+            raise ValueError(f"{self.name}: give mask or lengths, not both")
+        if lengths is not None:
+            n = torch.as_tensor(lengths, device=like.device).reshape(-1)
+            if n.shape != (batch,) or n.dtype.is_floating_point:
+                raise ValueError(
+                    f"{self.name}: lengths must be {batch} integers (one per sequence); got "
+                    f"{tuple(n.shape)} of {n.dtype}"
+                )
+            if bool(((n < 0) | (n > steps)).any()):
+                raise ValueError(f"{self.name}: lengths must lie in [0, {steps}]; got {n.tolist()}")
+            return torch.arange(steps, device=like.device) < n.unsqueeze(1)  # (B, T)
+        if mask is None:
+            return None
+        m = torch.as_tensor(mask, device=like.device)
+        outer = (steps,) if not batched else (batch, steps) if self.batch_first else (steps, batch)
+        if tuple(m.shape) != outer:
+            layout = "(T,)" if not batched else "(B, T)" if self.batch_first else "(T, B)"
+            raise ValueError(
+                f"{self.name}: mask must have shape {outer}, i.e. {layout} like the input; got "
+                f"{tuple(m.shape)}"
+            )
+        if m.dtype != torch.bool:
+            if m.dtype.is_floating_point or bool(((m != 0) & (m != 1)).any()):
+                raise ValueError(f"{self.name}: mask must be bool (or 0/1), True at valid steps")
+            m = m.bool()
+        m = m.reshape(1, steps) if not batched else m if self.batch_first else m.t()
+        return m  # (B, T)
+
     def forward(
-        self, input: Tensor, hx: State | None = None, timespans: Tensor | float | None = None
+        self,
+        input: Tensor,
+        hx: State | None = None,
+        timespans: Tensor | float | None = None,
+        mask: Tensor | None = None,
+        lengths: Tensor | None = None,
     ) -> tuple[Tensor, State]:
         """Run the layer over a sequence.
 
@@ -222,6 +259,11 @@ class LiquidRNN(nn.Module):
             timespans: elapsed time before each step, laid out like the input without the
                 feature axis, `(B, T)` or `(B, T, 1)` (`(T,)` unbatched), or one number for
                 all steps; 1.0 when None. Must be finite and non-negative.
+            mask: valid steps of variable-length (padded) sequences, bool, laid out like
+                `timespans` (`(B, T)`); or `lengths`: the valid length of each sequence,
+                `(B,)`, its steps first. A padded step leaves the state unchanged, and its
+                output repeats the last valid one (zeros before the first), so the last
+                output (`return_sequences=False`) is the last valid step's.
 
         Returns:
             `(output, h_n)`: `output` is `(B, T, out)` (in the input's layout) with
@@ -237,6 +279,13 @@ class LiquidRNN(nn.Module):
         if steps == 0:
             raise ValueError(f"{self.name}: input has no time steps (shape {tuple(input.shape)})")
         ts = self._timespans(timespans, batch, steps, batched, x)
+        valid = self._mask(mask, lengths, batch, steps, batched, x)  # (B, T) bool or None
+        hold = valid  # steps where the state is held by masking
+        if valid is not None and isinstance(self.rnn_cell, LTCCell):
+            # LTC solvers move the state by dt times its derivative: dt = 0 holds it exactly
+            base = torch.ones_like(x[..., :1]) if ts is None else ts  # (B, T, 1) or scalar
+            ts = valid.unsqueeze(-1).to(x.dtype) * base  # (B, T, 1)
+            hold = valid if self.use_mixed else None  # the LSTM memory must be held too
         if hx is None:
             state = self.init_state(batch, device=x.device, dtype=x.dtype)
         else:
@@ -246,14 +295,25 @@ class LiquidRNN(nn.Module):
 
         fused = self._fused()
         if fused is not None:
-            seq, state = fused.run(self.rnn_cell, x, state, ts)  # (B, T, out), (B, H)
+            run = (lambda *a: fused.run(*a, mask=hold)) if hold is not None else fused.run
+            seq, state = run(self.rnn_cell, x, state, ts)  # (B, T, out), (B, H)
+            if valid is not None:
+                seq = _carry_last_valid(seq, valid)
             out = self.fc(seq if self.return_sequences else seq[:, -1])
             return self._restore_layout(out, state, batched)
 
-        outputs = []
+        outputs, last = [], None
         for t in range(steps):
             dt = 1.0 if ts is None else (ts if isinstance(ts, float) or ts.dim() == 0 else ts[:, t])
-            y, state = self._step(x[:, t], state, dt)  # y: (B, out)
+            y, new = self._step(x[:, t], state, dt)  # y: (B, out)
+            if valid is not None:
+                on = valid[:, t : t + 1]  # (B, 1)
+                if hold is not None:
+                    new = _map_pair(new, state, lambda a, b, on=on: torch.where(on, a, b))
+                last = torch.zeros_like(y) if last is None else last
+                y = torch.where(on, y, last)
+                last = y
+            state = new
             if self.return_sequences:
                 outputs.append(y)
 
@@ -282,6 +342,21 @@ class LiquidRNN(nn.Module):
 
 def _map_state(state: State, fn) -> State:
     return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
+def _map_pair(a: State, b: State, fn) -> State:
+    if isinstance(a, tuple):
+        return tuple(fn(x, y) for x, y in zip(a, b, strict=True))
+    return fn(a, b)
+
+
+def _carry_last_valid(seq: Tensor, valid: Tensor) -> Tensor:
+    """`seq (B, T, F)` with every invalid step replaced by the last valid one before it
+    (zeros when there is none)."""
+    steps = torch.arange(seq.shape[1], device=seq.device)
+    last = torch.cummax(torch.where(valid, steps, -1), dim=1).values  # (B, T)
+    picked = seq.gather(1, last.clamp(min=0).unsqueeze(-1).expand(-1, -1, seq.shape[-1]))
+    return torch.where((last >= 0).unsqueeze(-1), picked, torch.zeros_like(picked))
 
 
 def _check_elapsed(ts: Tensor, name: str) -> None:

@@ -71,10 +71,28 @@ def _empty(like: Tensor) -> Tensor:
     return like.new_empty(0)
 
 
-def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float | None) -> Tensor:
+def _held(mask: Tensor | None, like: Tensor, units: int):
+    """`(active, ramps)` for a dense scan: `active (T, B, H)` marks the updating rows (False
+    at padded steps), `ramps` the steps that have any; `(empty, None)` without a mask."""
+    if mask is None:
+        return _empty(like), None
+    ramps = tuple((~mask).any(0).tolist())
+    return mask.t().unsqueeze(-1).expand(-1, -1, units), (ramps if any(ramps) else None)
+
+
+def run_dense(
+    cell: CfCCell,
+    x: Tensor,
+    h0: Tensor,
+    ts: Tensor,
+    constant: float | None,
+    mask: Tensor | None = None,
+) -> Tensor:
     """`x (B, T, C)`, `h0 (B, H)`, `ts (T, B|1, 1)` -> states `(T, B, H)`. `constant`: the
-    timespan of every step and sample if there is one (the gate heads are then merged)."""
+    timespan of every step and sample if there is one (the gate heads are then merged).
+    `mask (B, T)`: False at padded steps, where the state is held."""
     C = cell.input_size
+    active, ramps = _held(mask, x, cell.hidden_size)
     merged = constant is not None and cell.mode != "pure"
     head_w, head_b = _heads(cell, constant if merged else None)
     pure = cell.mode == "pure"
@@ -82,9 +100,9 @@ def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float 
     w_tau = cell.w_tau if pure else _empty(x)
     if cell.backbone_layers == 0:
         P = F.linear(x, head_w[:, :C], head_b).transpose(0, 1).contiguous()  # (T, B, nH)
-        spec = ScanSpec(cell.mode, "none", cell.hidden_size, merged=merged)
+        spec = ScanSpec(cell.mode, "none", cell.hidden_size, ramps, merged)
         Wr = head_w[:, C:].t()
-        return CfCScan.apply(spec, P, h0, ts, Wr, _empty(x), _empty(x), A, w_tau, _empty(x))
+        return CfCScan.apply(spec, P, h0, ts, Wr, _empty(x), _empty(x), A, w_tau, active)
 
     inner, outer = _LECUN if cell.backbone_activation == "lecun_tanh" else (1.0, 1.0)
     act = "tanh" if cell.backbone_activation == "lecun_tanh" else cell.backbone_activation
@@ -98,15 +116,21 @@ def run_dense(cell: CfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float 
         w, b = layer.weight.t(), layer.bias
         deep += [w * (inner * outer), b * inner] if inner != 1.0 else [w, b]
     Wh = head_w.t() * outer if outer != 1.0 else head_w.t()
-    spec = ScanSpec(cell.mode, act, cell.hidden_size, merged=merged)
-    return CfCScan.apply(spec, P, h0, ts, Wr, Wh, head_b, A, w_tau, _empty(x), *deep)
+    spec = ScanSpec(cell.mode, act, cell.hidden_size, ramps, merged)
+    return CfCScan.apply(spec, P, h0, ts, Wr, Wh, head_b, A, w_tau, active, *deep)
 
 
 def run_wired(
-    cell: WiredCfCCell, x: Tensor, h0: Tensor, ts: Tensor, constant: float | None
+    cell: WiredCfCCell,
+    x: Tensor,
+    h0: Tensor,
+    ts: Tensor,
+    constant: float | None,
+    mask: Tensor | None = None,
 ) -> Tensor:
-    """Wavefront scan of a wired cell; returns states `(T + L - 1, B, N)`. `constant` as in
-    `run_dense`: the padded steps of the wavefront freeze the units that would read them."""
+    """Wavefront scan of a wired cell; returns states `(T + L - 1, B, N)`. `constant` and
+    `mask` as in `run_dense` (the wavefront's own padded steps freeze the units that would
+    read them)."""
     layers, sizes = cell._layers, cell.layer_sizes
     L, N, C = len(layers), sum(sizes), cell.sensory_size
     T = x.shape[1]
@@ -143,8 +167,14 @@ def run_wired(
     k = torch.arange(steps, device=x.device).view(steps, 1, 1)
     first = torch.cat([torch.full((n,), i, device=x.device) for i, n in enumerate(sizes)])
     active = (k >= first) & (k < first + T)  # (T', 1, N)
-    ramps = tuple(i < L - 1 or i >= T for i in range(steps))
-    spec = ScanSpec(cell.mode, "none", N, ramps if L > 1 else None, merged)
+    if mask is not None:  # layer l at scan step k holds where time k - l is padding
+        rows = [
+            F.pad(mask.t(), (0, 0, o, L - 1 - o)).unsqueeze(-1).expand(-1, -1, n)
+            for o, n in zip(range(L), sizes, strict=True)
+        ]
+        active = active & torch.cat(rows, dim=2)  # (T', B, N)
+    ramps = tuple((~active).flatten(1).any(1).tolist())
+    spec = ScanSpec(cell.mode, "none", N, ramps if any(ramps) else None, merged)
     if pure:
         A = torch.cat([layer.A for layer in layers], dim=1)
         w_tau = torch.cat([layer.w_tau for layer in layers], dim=1)
@@ -153,12 +183,15 @@ def run_wired(
     return CfCScan.apply(spec, P, h0, ts_units, Wr, _empty(x), _empty(x), A, w_tau, active)
 
 
-def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor, Tensor]:
+def run(
+    cell, x: Tensor, h0: Tensor, ts: Tensor | float | None, mask: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Run `cell` over `x (B, T, C)` from `h0 (B, H)`; `ts` None, a number, a 0-d tensor or
-    `(B, T, 1)`. Returns the outputs `(B, T, output_size)` and the final state `(B, H)`."""
+    `(B, T, 1)`; `mask (B, T)` False at padded steps (the state is held there). Returns the
+    outputs `(B, T, output_size)` and the final state `(B, H)`."""
     ts_tm = time_major(ts, x)  # (T, B|1, 1)
     if isinstance(cell, WiredCfCCell):
-        Hs = run_wired(cell, x, h0, ts_tm, _constant_timespan(ts))
+        Hs = run_wired(cell, x, h0, ts_tm, _constant_timespan(ts), mask)
         L = len(cell.layer_sizes)
         states = Hs[L - 1 :]  # (T, B, N): every layer at time t
         if cell._motor_index is None:
@@ -166,7 +199,7 @@ def run(cell, x: Tensor, h0: Tensor, ts: Tensor | float | None) -> tuple[Tensor,
         else:
             out = states[:, :, cell._motor_index]
         return out.transpose(0, 1), Hs[-1]
-    Hs = run_dense(cell, x, h0, ts_tm, _constant_timespan(ts))
+    Hs = run_dense(cell, x, h0, ts_tm, _constant_timespan(ts), mask)
     return Hs.transpose(0, 1), Hs[-1]
 
 

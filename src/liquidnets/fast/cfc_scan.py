@@ -96,33 +96,38 @@ class _Native:
     def threads(self) -> int:
         return torch.get_num_threads() if self.lib.ln_openmp() else 1
 
-    def active(self, active: Tensor) -> Tensor | None:
-        """The wavefront's `(T, H)` mask of units that update, as bytes; None: all do."""
-        return None if self.spec.ramps is None else active.reshape(len(active), -1).to(torch.uint8)
+    def active(self, active: Tensor) -> tuple[Tensor | None, int, int]:
+        """`(mask, step stride, row stride)`: the `(T, 1|B, H)` mask of units that update
+        (the wavefront, padded steps) as bytes, or None when all do."""
+        if self.spec.ramps is None:
+            return None, 0, 0
+        mask = active.to(torch.uint8).contiguous()
+        return mask, mask.stride(0), mask.stride(1) if mask.shape[1] > 1 else 0
 
     def forward(self, P, h0, Wr, Wh, bh, active, Hs, heads_all, Zs) -> None:
         z = Zs[0] if Zs else None
         # contiguous copies, named so that they outlive the call
-        h0, Wr, mask = h0.contiguous(), Wr.contiguous(), self.active(active)
+        h0, Wr, (mask, act_st, act_sb) = h0.contiguous(), Wr.contiguous(), self.active(active)
         Wh, bh = (Wh.contiguous(), bh.contiguous()) if Zs else (None, None)
         self.lib.ln_cfc_scan_fwd(
             P.shape[0], self.B, self.H, z.shape[-1] if Zs else 0, self.nh, self.no_gate,
             _ptr(P), P.shape[-1], _ptr(h0), _ptr(Wr), _ptr(Wh), _ptr(bh), self.ts, self.ts_t,
-            self.ts_b, self.ts_h, _ptr(mask), _ptr(Hs), _ptr(heads_all), _ptr(z),
-            self.threads(),
+            self.ts_b, self.ts_h, _ptr(mask), act_st, act_sb, _ptr(Hs), _ptr(heads_all),
+            _ptr(z), self.threads(),
         )  # fmt: skip
 
     def backward(self, dHs, h0, Wr, Wh, active, Zs, heads_all, dP, dts) -> Tensor:
         """Writes the heads' gradients over `heads_all`, fills `dP` (which is `heads_all`
         itself without a backbone) and, if not None, the per-element `dts (T, B, H)`;
         returns the gradient of `h0`."""
-        dHs, mask = dHs.contiguous(), self.active(active)
+        dHs, (mask, act_st, act_sb) = dHs.contiguous(), self.active(active)
         dh0 = h0.new_empty(self.B, self.H)
         WrT, WhT = Wr.t().contiguous(), Wh.t().contiguous() if Zs else None
         self.lib.ln_cfc_scan_bwd(
             dHs.shape[0], self.B, self.H, Zs[0].shape[-1] if Zs else 0, self.nh, self.no_gate,
             dP.shape[-1], _ptr(dHs), _ptr(WrT), _ptr(WhT), self.ts, self.ts_t, self.ts_b,
-            self.ts_h, _ptr(mask), _ptr(heads_all), _ptr(Zs[0] if Zs else None), _ptr(dP),
+            self.ts_h, _ptr(mask), act_st, act_sb, _ptr(heads_all), _ptr(Zs[0] if Zs else None),
+            _ptr(dP),
             _ptr(dts), _ptr(dh0), self.threads(),
         )  # fmt: skip
         return dh0

@@ -47,21 +47,23 @@ SIGNATURES: dict[str, list] = {
     "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int, _c_int]
     + [_ptr] * 4
     + [_c_long, _c_long, _ptr, _ptr],
-    # T, B, H, U, nh, no_gate, P, K, h0, Wr, Wh, bh, ts, ts_t, ts_sb, ts_sh, active, Hs,
-    # heads, Z, threads
+    # T, B, H, U, nh, no_gate, P, K, h0, Wr, Wh, bh, ts, ts_t, ts_sb, ts_sh, active, act_st,
+    # act_sb, Hs, heads, Z, threads
     "ln_cfc_scan_fwd": [_c_long] * 5
     + [_c_int, _ptr, _c_long]
     + [_ptr] * 5
     + [_c_long] * 3
-    + [_ptr] * 4
+    + [_ptr, _c_long, _c_long]
+    + [_ptr] * 3
     + [_c_long],
-    # T, B, H, U, nh, no_gate, K, dHs, WrT, WhT, ts, ts_t, ts_sb, ts_sh, active, heads, Z, dP,
-    # dts, dh0, threads
+    # T, B, H, U, nh, no_gate, K, dHs, WrT, WhT, ts, ts_t, ts_sb, ts_sh, active, act_st,
+    # act_sb, heads, Z, dP, dts, dh0, threads
     "ln_cfc_scan_bwd": [_c_long] * 5
     + [_c_int, _c_long]
     + [_ptr] * 4
     + [_c_long] * 3
-    + [_ptr] * 6
+    + [_ptr, _c_long, _c_long]
+    + [_ptr] * 5
     + [_c_long],
     # B, C, H, U, no_gate, x, h, W1, b1, Wh, bh, ts, ts_b, work, h_out
     "ln_cfc_dense_step": [_c_long] * 4 + [_c_int] + [_ptr] * 7 + [_c_long, _ptr, _ptr],

@@ -260,15 +260,16 @@ static void my_rows(long B, long *r0, long *r1) {
  *   U = 0:  heads_t = P[t] + h_{t-1} Wr
  *   h_t = gate(heads_t, ts[t])                                     as ln_cfc_gate_fwd
  * P (T, B, K) with K = U, or nh H without a backbone; h0 (B, H); Wr (H, K); Wh (U, nh H);
- * bh (nh H); ts[t] at ts + t * ts_t (strides in floats). active (T, H), unless NULL,
- * freezes the units it marks 0 at step t: h_t = h_{t-1} there (the wavefront of a wired
- * cell). Writes Hs (T, B, H), heads (T, B, nh H) as ln_cfc_gate_fwd leaves them, and
+ * bh (nh H); ts[t] at ts + t * ts_t (strides in floats). active, unless NULL, freezes the
+ * units it marks 0 at step t: h_t = h_{t-1} there (the wavefront of a wired cell, padded
+ * steps); unit j of row b at step t is active[t * act_st + b * act_sb + j] (act_sb = 0: the
+ * same for every row). Writes Hs (T, B, H), heads (T, B, nh H) as ln_cfc_gate_fwd leaves them, and
  * Z (T, B, U). */
 void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const float *P,
                      long K, const float *h0, const float *Wr, const float *Wh,
                      const float *bh, const float *ts, long ts_t, long ts_sb, long ts_sh,
-                     const unsigned char *active, float *Hs, float *heads, float *Z,
-                     long threads) {
+                     const unsigned char *active, long act_st, long act_sb, float *Hs,
+                     float *heads, float *Z, long threads) {
     long nH = nh * H;
 #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -292,9 +293,11 @@ void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const
                                 out);
             }
             if (active)
-                for (long b = 0; b < m; b++)
+                for (long b = 0; b < m; b++) {
+                    const unsigned char *on = active + t * act_st + (r0 + b) * act_sb;
                     for (long j = 0; j < H; j++)
-                        if (!active[t * H + j]) out[b * H + j] = h[b * H + j];
+                        if (!on[j]) out[b * H + j] = h[b * H + j];
+                }
             h = out;
         }
     }
@@ -307,7 +310,7 @@ void ln_cfc_scan_fwd(long T, long B, long H, long U, long nh, int no_gate, const
 void ln_cfc_scan_bwd(long T, long B, long H, long U, long nh, int no_gate, long K,
                      const float *dHs, const float *WrT, const float *WhT, const float *ts,
                      long ts_t, long ts_sb, long ts_sh, const unsigned char *active,
-                     float *heads, const float *Z, float *dP, float *dts, float *dh0,
+                     long act_st, long act_sb, float *heads, const float *Z, float *dP, float *dts, float *dh0,
                      long threads) {
     long nH = nh * H;
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -325,7 +328,7 @@ void ln_cfc_scan_bwd(long T, long B, long H, long U, long nh, int no_gate, long 
                 for (long b = 0; b < m; b++)
                     for (long j = 0; j < H; j++) {
                         float g = gh[b * H + j] + dout[b * H + j];
-                        int on = active[t * H + j];
+                        int on = active[t * act_st + (r0 + b) * act_sb + j];
                         gh[b * H + j] = on ? g : 0.f;
                         carry[b * H + j] = on ? 0.f : g;
                     }
