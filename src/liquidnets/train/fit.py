@@ -86,8 +86,8 @@ def _module_class():
             return self.net(x, dt)
 
         def _loss(self, batch):
-            x, dt, y = batch
-            return self.loss_fn(self.net(x, dt), y)
+            *inputs, y = batch  # (x, dt, y) or (x, dt, mask, y)
+            return self.loss_fn(self.net(*inputs), y)
 
         def training_step(self, batch, batch_idx):
             loss = self._loss(batch)
@@ -143,11 +143,13 @@ def _quiet_lightning() -> None:
 
 
 def _loader(arrays, batch_size: int, shuffle: bool, classify: bool):
-    x, dt, y = arrays
-    y_t = torch.as_tensor(y, dtype=torch.long if classify else torch.float32)
-    data = torch.utils.data.TensorDataset(
-        torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(dt, dtype=torch.float32), y_t
-    )
+    *inputs, y = arrays
+    tensors = [
+        torch.as_tensor(a, dtype=torch.bool if np.asarray(a).dtype == bool else torch.float32)
+        for a in inputs
+    ]
+    tensors.append(torch.as_tensor(y, dtype=torch.long if classify else torch.float32))
+    data = torch.utils.data.TensorDataset(*tensors)
     return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle)
 
 
@@ -163,8 +165,10 @@ def fit(
 
     Args:
         net: the network; its weights end as those of the best validation epoch.
-        train, val: `x (N, T, C)`, `dt (N, T)`, `y (N, out)` (class indices `(N,)` with the
-            `cross_entropy` loss).
+        train, val: `(x (N, T, C), dt (N, T), y (N, out))`, or with a padding mask
+            `(x, dt, mask (N, T) bool, y)`, for `net(x, dt)` or `net(x, dt, mask)`; `y` holds
+            class indices `(N,)` with the `cross_entropy` loss, and may have any shape the
+            net's output has (e.g. `(N, T, out)` for sequence-to-sequence).
         config: see `TrainConfig`.
         run_dir: where logs go (`logs/` as CSV, and TensorBoard when installed); None: a
             temporary folder, removed afterwards.
