@@ -79,3 +79,11 @@ def test_ddp_on_two_processes_splits_the_data_and_agrees_on_the_weights(tmp_path
     assert seen[0] | seen[1] == set(range(64))  # together, every window
     for k in ranks[0]["weights"]:
         assert ranks[0]["weights"][k] == ranks[1]["weights"][k], k
+
+
+def test_tensorboard_logs_when_it_is_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    train, val = sine_windows(n=32), sine_windows(n=16, seed=1)
+    net = build("cfc", n_inputs=1, n_outputs=1, units=4)
+    fit(net, train, val, TrainConfig(max_epochs=1, progress_bar=False), run_dir=tmp_path)
+    assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
