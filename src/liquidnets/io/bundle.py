@@ -14,12 +14,11 @@ a model, and an existing folder is replaced only when asked (`overwrite=True`).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from liquidnets.io.atomic import new_folder
 
 FORMAT = "liquidnets-model"
 VERSION = 1  # bump when the layout changes; load_bundle reads this version and older ones
@@ -69,23 +68,11 @@ def save_bundle(
         "liquidnets_version": _library_version(),
         "shapes": {k: list(v.shape) for k, v in weights.items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    with new_folder(path) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / FILES[0]))
         (tmp / FILES[1]).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         (tmp / FILES[2]).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-        if path.exists():  # overwrite: move the old one aside first, then drop it
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return path
 
 

@@ -18,14 +18,12 @@ run leaves nothing half-written, and an existing folder is only replaced with `o
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from liquidnets.data import load_series
+from liquidnets.io.atomic import new_file, new_folder
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.anomaly import AnomalyDetector
@@ -119,21 +117,8 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
         raise RunError(f"{out} exists; pass --overwrite to replace it")
     series = _load(data, settings)
     settings["time_unit"] = series.time_unit
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        result = _train_into(tmp, series, settings)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return result
+    with new_folder(out) as tmp:
+        return _train_into(tmp, series, settings)
 
 
 def _make(name: str, settings: dict, budget: int | None):
@@ -275,13 +260,6 @@ def predict_run(run_dir, data, out, *, overwrite: bool = False) -> Path:
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
     frame = models[settings["model"]].predict(_load(data, settings))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}-", dir=out.parent)
-    os.close(fd)
-    try:
+    with new_file(out) as tmp:
         frame.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
