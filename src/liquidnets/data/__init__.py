@@ -28,6 +28,7 @@ Example:
 from liquidnets.data.errors import DataError
 from liquidnets.data.table import MISSING_POLICIES, SeriesSet, load_series, read_table
 from liquidnets.data.windows import Scaler, Windows, make_windows, split_by_time
+from liquidnets.data.xor import event_xor
 
 __all__ = [
     "DataError",
@@ -39,4 +40,5 @@ __all__ = [
     "split_by_time",
     "Windows",
     "make_windows",
+    "event_xor",
 ]
