@@ -94,7 +94,9 @@ class _Native:
         return None if lib is None else cls(lib, spec, ts, P.shape[1])
 
     def threads(self) -> int:
-        return torch.get_num_threads() if self.lib.ln_openmp() else 1
+        from liquidnets.fast import native
+
+        return torch.get_num_threads() if native.openmp() else 1
 
     def active(self, active: Tensor) -> tuple[Tensor | None, int, int]:
         """`(mask, step stride, row stride)`: the `(T, 1|B, H)` mask of units that update

@@ -41,7 +41,7 @@ def _threads(lib) -> tuple[int, int]:
     """`(chunks, threads per chunk)`: a kernel built with OpenMP shares one call among torch's
     intra-op threads itself; otherwise the batch is split into chunks for a thread pool."""
     n = torch.get_num_threads()
-    return (1, n) if lib.ln_openmp() else (n, 1)
+    return (1, n) if native.openmp() else (n, 1)
 
 
 def _chunks(batch: int, lanes: int, parts: int) -> list[slice]:

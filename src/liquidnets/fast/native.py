@@ -36,17 +36,12 @@ _state: dict = {"tried": False, "lib": None, "error": None}
 _c_long, _c_int, _ptr = ctypes.c_long, ctypes.c_int, ctypes.c_void_p
 # Signatures of the exported functions: name -> argument types (all return void).
 SIGNATURES: dict[str, list] = {
-    "ln_tanh_fwd": [_c_long, _ptr, _ptr, _ptr],
-    "ln_tanh_bwd": [_c_long, _ptr, _ptr, _ptr],
     # B, H, no_gate, nh, heads, add, add_sb, ts, ts_sb, ts_sh, h
     "ln_cfc_gate_fwd": [
         *(_c_long, _c_long, _c_int, _c_int),
         *(_ptr, _ptr, _c_long),
         *(_ptr, _c_long, _c_long, _ptr),
     ],
-    "ln_cfc_gate_bwd": [_c_long, _c_long, _c_int, _c_int]
-    + [_ptr] * 4
-    + [_c_long, _c_long, _ptr, _ptr],
     # T, B, H, U, nh, no_gate, P, K, h0, Wr, Wh, bh, ts, ts_t, ts_sb, ts_sh, active, act_st,
     # act_sb, Hs, heads, Z, threads
     "ln_cfc_scan_fwd": [_c_long] * 5
@@ -71,17 +66,14 @@ SIGNATURES: dict[str, list] = {
     "ln_cfc_wired_step": [_c_long, _c_long, _ptr, _c_long, _c_int]
     + [_ptr] * 6
     + [_c_long, _ptr, _ptr],
-    # T, B, N, C, U, eps, then 18 input and 2 output pointers
-    "ln_ltc_fwd": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 20,
     # B, N, C, U, eps, x, in_w, in_b, v0, dt, dts, a_leak, gleak, cm, 12 synapse pointers, M,
     # out_w, out_b, out, y, threads
     "ln_ltc_step": [_c_long] * 4
     + [ctypes.c_float, _ptr, _ptr, _ptr, _ptr, ctypes.c_float]
     + [_ptr] * 16
     + [_c_long, _ptr, _ptr, _ptr, _ptr, _c_long],
-    # the same with batch lanes side by side (the training scan), and its backward:
-    # T, B, N, C, U, eps, then 18 input and 3 output pointers; 21 input and 14 output
-    # pointers; then the number of threads
+    # the LTC scan, batch lanes side by side, and its backward: T, B, N, C, U, eps, then 18
+    # input and 3 output pointers; 21 input and 14 output pointers; then the number of threads
     "ln_ltc_fwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 21 + [_c_long],
     "ln_ltc_bwd_lanes": [_c_long] * 5 + [ctypes.c_float] + [_ptr] * 35 + [_c_long],
 }
@@ -179,6 +171,15 @@ def _build_and_load(cc: str, sources: list[Path], flags: list[str]) -> ctypes.CD
             failed.write_text(str(exc))
             raise
     return ctypes.CDLL(str(target))
+
+
+def openmp() -> bool:
+    """Whether the loaded kernels share their work among torch's OpenMP threads themselves
+    (asked once; the answer cannot change for a loaded library)."""
+    if "openmp" not in _state:
+        lib = load()
+        _state["openmp"] = bool(lib is not None and lib.ln_openmp())
+    return _state["openmp"]
 
 
 def error() -> str | None:

@@ -27,7 +27,7 @@ import numpy as np
 from liquidnets.data import SeriesSet, make_windows, split_by_time
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
-from liquidnets.tasks._common import align_columns, load_like
+from liquidnets.tasks._common import load_like
 from liquidnets.tasks.forecast import Forecaster
 from liquidnets.train import TrainConfig
 
@@ -81,9 +81,7 @@ class AnomalyDetector:
         return self.forecaster.history
 
     def _series(self, data) -> SeriesSet:
-        series = load_like(data, self.forecaster.spec)
-        align_columns(series, self.forecaster.spec["columns"])
-        return series
+        return self.forecaster._series(data)
 
     @staticmethod
     def _truth(labels: np.ndarray) -> np.ndarray:

@@ -80,10 +80,10 @@ class Forecaster:
 
     # -- data --------------------------------------------------------------------------
     def _series(self, data) -> SeriesSet:
-        return load_like(data, self.spec)
-
-    def _check_columns(self, series: SeriesSet) -> None:
+        """`data` read as the model was fitted, in the model's column order."""
+        series = load_like(data, self.spec)
         align_columns(series, self.spec["columns"])
+        return series
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
@@ -168,7 +168,6 @@ class Forecaster:
         import pandas as pd
 
         series = self._series(data)
-        self._check_columns(series)
         rows = []
         for k, (values, dt, times) in enumerate(zip(series.values, series.dt, series.times)):
             if len(values) < self.lookback:
@@ -195,7 +194,6 @@ class Forecaster:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when `season` is set) and R²."""
         series = self._series(data)
-        self._check_columns(series)
         parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
         w = make_windows(
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler

@@ -32,13 +32,13 @@ static inline float tanhf_(float x) {
 }
 
 /* y = tanh(x + p): the matmul before it writes x with no bias, so no copy of p comes first. */
-void ln_tanh_fwd(long n, const float *x, const float *p, float *y) {
+static void ln_tanh_fwd(long n, const float *x, const float *p, float *y) {
 #pragma omp simd
     for (long i = 0; i < n; i++) y[i] = tanhf_(x[i] + p[i]);
 }
 
 /* dx = dy * (1 - y^2) */
-void ln_tanh_bwd(long n, const float *dy, const float *y, float *dx) {
+static void ln_tanh_bwd(long n, const float *dy, const float *y, float *dx) {
 #pragma omp simd
     for (long i = 0; i < n; i++) dx[i] = dy[i] * (1.f - y[i] * y[i]);
 }
@@ -77,7 +77,7 @@ void ln_cfc_gate_fwd(long B, long H, int no_gate, int nh, float *heads, const fl
 /* Backward of ln_cfc_gate_fwd for g = dout + gh (dout may be NULL), from the rows it left.
  * Writes d heads (B x nh H; it may be heads itself) and, if dts is not NULL (nh = 4), the
  * per-element d s_pre * t_a (B x H). */
-void ln_cfc_gate_bwd(long B, long H, int no_gate, int nh, const float *dout, const float *gh,
+static void ln_cfc_gate_bwd(long B, long H, int no_gate, int nh, const float *dout, const float *gh,
                      const float *heads, const float *ts, long ts_sb, long ts_sh,
                      float *dheads, float *dts) {
     for (long b = 0; b < B; b++) {

@@ -71,9 +71,8 @@ typedef struct {
     float *we, *wm, *sig, *mu;
 } DSyn;
 
-/* a_i = sum_k s_k we_k, g_i = sum_k s_k wm_k over row i, s_k = sigmoid(sig_k (v[col_k] - mu_k));
- * the s_k are kept in s_row for the backward. */
-static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, float *a_out,
+/* a_i = sum_k s_k we_k, g_i = sum_k s_k wm_k over row i, s_k = sigmoid(sig_k (v[col_k] - mu_k)). */
+static inline void row_fwd(const Syn *y, long i, const float *v, float *a_out,
                            float *g_out) {
     long lo = y->row[i], hi = y->row[i + 1];
     const long *col = y->col;
@@ -83,7 +82,6 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
 #pragma omp simd reduction(+ : a, g)
         for (long k = 0; k < hi - lo; k++) {
             float s = sig_(sg[k] * (v[k] - mu[k]));
-            if (s_row) s_row[k] = s;
             a += s * we[k];
             g += s * wm[k];
         }
@@ -91,7 +89,6 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
 #pragma omp simd reduction(+ : a, g)
         for (long k = 0; k < hi - lo; k++) {
             float s = sig_(sg[k] * (v[col[lo + k]] - mu[k]));
-            if (s_row) s_row[k] = s;
             a += s * we[k];
             g += s * wm[k];
         }
@@ -108,7 +105,7 @@ static inline void row_fwd(const Syn *y, long i, const float *v, float *s_row, f
 /* x: (T, B, C) mapped inputs; vs: (T, U, B, N) state before each unfold; out: (T, B, N)
  * state after each step. r*: recurrent synapses (N rows over N columns), s*: sensory
  * synapses (N rows over C columns). */
-void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *x,
+static void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *x,
                 const float *v0, const float *dt, const float *a_leak, const float *gleak,
                 const float *cm, SYN_ARGS(r), SYN_ARGS(s), float *vs, float *out) {
     Syn rec = SYN(r, N), sen = SYN(s, C);
@@ -117,7 +114,7 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
     for (long t = 0; t < T; t++) {
         for (long b = 0; b < B; b++)
             for (long i = 0; i < N; i++)
-                row_fwd(&sen, i, x + (t * B + b) * C, 0, ain + b * N + i, bin + b * N + i);
+                row_fwd(&sen, i, x + (t * B + b) * C, ain + b * N + i, bin + b * N + i);
         for (long u = 0; u < U; u++) {
             float *cur = vs + ((t * U + u) * B) * N;
             memcpy(cur, v, sizeof(float) * B * N);
@@ -127,7 +124,7 @@ void ln_ltc_fwd(long T, long B, long N, long C, long U, float eps, const float *
                 float h = dt[t * B + b] / (float)U;
                 for (long i = 0; i < N; i++) {
                     float a, g;
-                    row_fwd(&rec, i, vb, 0, &a, &g);
+                    row_fwd(&rec, i, vb, &a, &g);
                     a += a_leak[i] + ain[b * N + i];
                     g += gleak[i] + bin[b * N + i];
                     next[b * N + i] = (cm[i] * vb[i] + h * a) / (cm[i] + h * (g + eps));
