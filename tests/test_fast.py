@@ -96,6 +96,40 @@ def test_ltc_kernel_equals_reference(name, kind, batch, split, two_threads, monk
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+def mixed_both(model, x, h0, c0, ts, mask):
+    """Outputs and gradients of a mixed-memory model with its cell's kernels run step by step,
+    and with the readable cell."""
+    results = []
+    for fused in (True, False):
+        liquidnets.fast.set_enabled(fused)
+        try:
+            assert (model._fused(cell_only=True) is not None) == fused
+            out, (h_n, c_n) = model(x, (h0, c0), ts, mask=mask)
+            loss = (out**2).sum() + (h_n**3).sum() + (c_n**2).sum()
+            wrt = [x, h0, c0] + ([ts] if isinstance(ts, torch.Tensor) else [])
+            wrt += [p for p in model.parameters() if p.requires_grad]
+            results.append((out, h_n, c_n, *torch.autograd.grad(loss, wrt)))
+        finally:
+            liquidnets.fast.set_enabled(True)
+    return results
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["full", "padded"])
+@pytest.mark.parametrize("kind", TIMESPANS)
+@pytest.mark.parametrize("name", ["cfc_mixed", "ltc_mixed"])
+def test_mixed_memory_steps_through_the_cell_kernels(name, kind, masked):
+    # The LSTM runs between the cell's steps, so the cell's kernels run one step at a time.
+    if name == "ltc_mixed" and native.load() is None:
+        pytest.skip("no C compiler here")
+    model = make(name)
+    x, h0, ts = inputs(model, torch.float32, kind)
+    c0 = (0.3 * torch.randn_like(h0)).requires_grad_(True)
+    mask = torch.arange(7) < torch.tensor([[7], [4], [1]]) if masked else None
+    fused, reference = mixed_both(model, x, h0, c0, ts, mask)
+    for a, b in zip(fused, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_ltc_takes_the_reference_path_where_the_kernel_does_not_apply():
     assert make("ltc_rk4")._fused() is None  # explicit solvers
     assert make("ltc", dtype=torch.float64)._fused() is None

@@ -150,9 +150,11 @@ class LiquidRNN(nn.Module):
         return ts if self.batch_first else ts.transpose(0, 1)  # (B, T, 1)
 
     # -- running -------------------------------------------------------------------------
-    def _fused(self):
-        """The fused module able to run this layer's whole sequence, or None."""
-        if not fast.enabled() or self.use_mixed:
+    def _fused(self, cell_only: bool = False):
+        """The fused module able to run this layer's whole sequence, or None. `cell_only`:
+        one able to run the liquid cell alone, mixed memory or not (a step of the mixed
+        path runs the LSTM, then the cell through it)."""
+        if not fast.enabled() or (self.use_mixed and not cell_only):
             return None
         cell = self.rnn_cell
         if isinstance(cell, CfCCell | WiredCfCCell):
@@ -165,7 +167,13 @@ class LiquidRNN(nn.Module):
         if self.use_mixed:
             h, c = state
             h, c = self.lstm(x, (h, c))
-            y, h = self.rnn_cell(x, h, dt)
+            fused = self._fused(cell_only=True)
+            if fused is None:
+                y, h = self.rnn_cell(x, h, dt)
+            else:  # a one-step scan: the cell's own kernels, forward and backward
+                ts = dt.reshape(-1, 1, 1) if isinstance(dt, Tensor) else dt
+                y, h = fused.run(self.rnn_cell, x.unsqueeze(1), h, ts)
+                y = y[:, 0]
             return self.fc(y), (h, c)
         y, h = self.rnn_cell(x, state, dt)
         return self.fc(y), h
