@@ -8,7 +8,9 @@ memory, LTC and an LSTM, trained with `liquidnets.train.fit`, beside the publish
 The data come from `liquidnets.data.xor.event_xor` (runs of equal bits as events; elapsed time =
 run length / 32). 10% of the training set is held out to pick the best epoch (lowest validation
 loss); the test set has its own seed. Writes `results/xor.json` beside this script unless
-`--json` says where (after every model, so a cut-short run keeps what it finished).
+`--json` says where (after every seed, so a cut-short run keeps what it finished). Results of
+models not in this run are kept from the file, each with the settings it ran under, so the
+models can be run one at a time with the budgets that fit.
 """
 
 from __future__ import annotations
@@ -129,19 +131,21 @@ def _write(path: Path, report: dict) -> None:
 def table(report: dict) -> str:
     """Our rows (test accuracy % mean ± sd over seeds) beside the published ones."""
     lines = [
-        f"{'model':<12} {'ours (acc %)':>15} {'epochs':>8} {'s/seed':>8}   "
+        f"{'model':<12} {'ours (acc %)':>15} {'seeds':>5} {'epochs':>7} {'s/seed':>7}   "
         f"{'published row':<22} {'published':>15}"
     ]
     for model, r in report["results"].items():
         row = PUBLISHED_ROW[model]
         lines.append(
-            f"{model:<12} {_fmt(r['mean'], r['sd']):>15} {statistics.fmean(r['epochs']):8.1f} "
-            f"{statistics.fmean(r['seconds']):8.0f}   {row:<22} {_fmt(*PUBLISHED[row]):>15}"
+            f"{model:<12} {_fmt(r['mean'], r['sd']):>15} {len(r['accuracy']):5d} "
+            f"{statistics.fmean(r['epochs']):7.1f} {statistics.fmean(r['seconds']):7.0f}   "
+            f"{row:<22} {_fmt(*PUBLISHED[row]):>15}"
         )
     lines.append("published only:")
+    blank = f"{'':<12} {'':>15} {'':>5} {'':>7} {'':>7}"
     for row, (mean, sd) in PUBLISHED.items():
         if row not in PUBLISHED_ROW.values():
-            lines.append(f"{'':<12} {'':>15} {'':>8} {'':>8}   {row:<22} {_fmt(mean, sd):>15}")
+            lines.append(f"{blank}   {row:<22} {_fmt(mean, sd):>15}")
     return "\n".join(lines)
 
 
@@ -178,6 +182,7 @@ def run(
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     json_path = Path(json_path)
+    earlier = _earlier_results(json_path, train, test)
     data = event_xor(train, seed=1)
     test_data = event_xor(test, seed=2)
     n_val = max(1, round(train * val_fraction))
@@ -191,21 +196,28 @@ def run(
             "val": n_val,
             "test": test,
             "seeds": seeds,
-            "max_epochs": epochs,
-            "units": units,
-            "batch_size": batch_size,
-            "patience": patience,
-            "lr": {m: LR[m] for m in models},
             "schedule": "cosine",
-            "threads": torch.get_num_threads(),
             "encoding": "runs of equal bits -> events; x = bit, dt = run length / 32; pad 32",
         },
         "published": {k: {"mean": m, "sd": s} for k, (m, s) in PUBLISHED.items()},
-        "published_row": {m: PUBLISHED_ROW[m] for m in models},
-        "results": {},
+        "published_row": {m: PUBLISHED_ROW[m] for m in (*earlier, *models)},
+        "results": {m: r for m, r in earlier.items() if m not in models},
     }
     for model in models:
-        result = {"accuracy": [], "epochs": [], "best_epoch": [], "seconds": []}
+        result = {
+            "settings": {
+                "max_epochs": epochs,
+                "units": units,
+                "batch_size": batch_size,
+                "patience": patience,
+                "lr": LR[model],
+                "threads": torch.get_num_threads(),
+            },
+            "accuracy": [],
+            "epochs": [],
+            "best_epoch": [],
+            "seconds": [],
+        }
         for seed in range(seeds):
             torch.manual_seed(seed)
             net = build(model, units)
@@ -246,6 +258,20 @@ def run(
     return report
 
 
+def _earlier_results(path: Path, train: int, test: int) -> dict:
+    """Results kept in an earlier report at `path` on the same data sizes (none if the file
+    is missing, unreadable or from other sizes)."""
+    try:
+        earlier = json.loads(path.read_text())
+        sizes = earlier["config"]["train"] + earlier["config"]["val"], earlier["config"]["test"]
+        results = earlier["results"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if sizes != (train, test):
+        return {}
+    return {m: r for m, r in results.items() if m in MODELS and "settings" in r}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
@@ -257,12 +283,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--json", default=str(RESULTS / "xor.json"), help="report path")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = parser.parse_args(argv)
     for name in ("seeds", "epochs", "train", "test", "units", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.patience < 0:
         parser.error("--patience must be non-negative")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        torch.set_num_threads(args.threads)
     return run(
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         seeds=args.seeds,

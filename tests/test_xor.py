@@ -139,11 +139,17 @@ def test_reduced_benchmark_run(tmp_path, capsys):
     pytest.importorskip("lightning")
     bench = _benchmark()
     path = tmp_path / "xor.json"
-    report = bench.run(
-        models=["cfc", "lstm"], seeds=1, epochs=3, train=2000, test=500, json_path=path
-    )
+    # one model at a time, as with budgets per model: the second run keeps the first's rows
+    bench.run(models=["lstm"], seeds=1, epochs=2, train=2000, test=500, json_path=path)
+    report = bench.run(models=["cfc"], seeds=1, epochs=3, train=2000, test=500, json_path=path)
     saved = json.loads(path.read_text())
     assert saved == json.loads(json.dumps(report))
+    assert list(saved["results"]) == ["lstm", "cfc"]
+    assert saved["results"]["lstm"]["settings"]["max_epochs"] == 2
+    assert saved["results"]["cfc"]["settings"]["max_epochs"] == 3
+    # another data size starts afresh
+    other = bench.run(models=["cfc"], seeds=1, epochs=1, train=1000, test=500, json_path=path)
+    assert list(other["results"]) == ["cfc"]
     assert {"task", "config", "published", "results"} <= set(saved)
     assert saved["published"]["CfC"] == {"mean": 99.42, "sd": 0.42}
     assert saved["config"]["train"] == 1800 and saved["config"]["val"] == 200
