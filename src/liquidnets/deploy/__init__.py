@@ -1,0 +1,16 @@
+"""After training: serving live readings and learning from them (`StreamPredictor`), with drift
+detectors and guarded online updates. Needs the `workflow` extra (the model comes from a
+`Forecaster`); river's detectors need the `drift` extra."""
+
+from liquidnets.deploy.adapt import AdaptConfig
+from liquidnets.deploy.drift import PageHinkley, RiverDetector, make_detector
+from liquidnets.deploy.stream import Step, StreamPredictor
+
+__all__ = [
+    "AdaptConfig",
+    "PageHinkley",
+    "RiverDetector",
+    "make_detector",
+    "Step",
+    "StreamPredictor",
+]

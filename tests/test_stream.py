@@ -1,0 +1,358 @@
+"""Streaming forecasts with online adaptation (liquidnets.deploy): the step equals the sequence
+run, streams are independent, time comes from timestamps, missing values follow the policy,
+updates are guarded, and a snapshot continues exactly."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from liquidnets.data import DataError
+from liquidnets.deploy import AdaptConfig, PageHinkley, StreamPredictor, make_detector
+from liquidnets.deploy.adapt import ReplayBuffer, select_params, update
+from liquidnets.deploy.drift import RiverDetector, detector_from_state
+from liquidnets.tasks import Forecaster
+
+FAST = {"max_epochs": 2, "patience": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
+
+
+def wave(n=400, seed=0, start=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, start + n, dtype=float)
+    temp = np.sin(t / 9) + 0.05 * rng.standard_normal(n)
+    load = np.cos(t / 13) + 0.05 * rng.standard_normal(n)
+    return pd.DataFrame({"t": t, "temp": temp, "load": load})
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return wave()
+
+
+@pytest.fixture(scope="module", params=["cfc", "ltc", "lstm"])
+def model(request, frame):
+    m = Forecaster(request.param, lookback=12, horizon=3, units=8, train=FAST)
+    return m.fit(frame, targets="temp", time="t")
+
+
+def by_sequence(model, values, dt):
+    """The forecasts of a network run over the whole scaled sequence from a zero state, at every
+    step: what a stream that carries its state must give."""
+    x = torch.as_tensor(model.scaler.transform(values), dtype=torch.float32)[None]
+    dt = torch.as_tensor(dt, dtype=torch.float32)[None]
+    inner = model.net.net
+    with torch.no_grad():
+        if hasattr(inner.rnn, "rnn_cell"):
+            inner.rnn.return_sequences = True
+            try:
+                seq, _ = inner.rnn(x, timespans=dt)
+            finally:
+                inner.rnn.return_sequences = False
+        else:
+            seq, _ = inner.rnn(torch.cat([x, dt.unsqueeze(-1)], dim=-1))
+        out = inner.head(seq)[0] + x[0][:, model.net.target_index].repeat(1, model.horizon)
+    out = out.numpy().reshape(len(values), model.horizon, -1)
+    return model.scaler.inverse(out.astype(np.float64), index=model.net.target_index)
+
+
+def test_each_reading_is_one_step_of_the_sequence(model, frame):
+    live = StreamPredictor(model)
+    times = np.r_[0.0, np.cumsum(np.random.default_rng(1).choice([0.5, 1.0, 2.5], 59))]
+    rows = frame[["load", "temp"]].to_numpy()[:60]
+    got = np.stack([live.update(r, timestamp=t).forecast for r, t in zip(rows, times)])
+    dt = np.r_[1.0, np.diff(times)]  # the first reading has no predecessor: dt 1
+    np.testing.assert_allclose(got, by_sequence(model, rows, dt), rtol=1e-4, atol=1e-5)
+
+
+def test_streams_are_independent_and_batched(model, frame):
+    rows = frame[["load", "temp"]].to_numpy()
+    together, alone = StreamPredictor(model), StreamPredictor(model)
+    for k in range(30):
+        ids = ["a", "b"] if k % 3 else ["b", "a"]  # any order in a call
+        steps = together.update_many(ids, [rows[k + (i == "b") * 100] for i in ids], [k, k])
+        for step in steps:
+            ref = alone.update(rows[k + (step.stream == "b") * 100], k, stream=step.stream)
+            np.testing.assert_allclose(step.forecast, ref.forecast, rtol=1e-5, atol=1e-6)
+    assert set(together.streams) == {"a", "b"}
+    together.reset("a")
+    assert set(together.streams) == {"b"}
+
+
+def test_errors_score_the_forecast_made_one_reading_before(model, frame):
+    live = StreamPredictor(model)
+    rows = frame[["load", "temp"]].to_numpy()
+    first = live.update(rows[0], 0)
+    assert first.error is None
+    second = live.update(rows[1], 1)
+    np.testing.assert_allclose(second.error, rows[1, 1:] - first.forecast[0], atol=1e-5)
+
+
+def test_timestamps_give_the_elapsed_time():
+    frame = wave(200)
+    frame["t"] = pd.date_range("2024-01-01", periods=200, freq="10min")
+    model = Forecaster("cfc", lookback=8, horizon=1, units=6, train=FAST)
+    model.fit(frame, targets="temp", time="t")
+    assert model.spec["time_unit"] == "10min"
+    rows = frame[["load", "temp"]].to_numpy()[:6]
+    stamps = ["2024-02-01 00:00", "2024-02-01 00:10", "2024-02-01 00:40", "2024-02-01 00:45",
+              "2024-02-01T02:00:00+01:00", "2024-02-01 01:05"]  # fmt: skip
+    live = StreamPredictor(model)
+    got = np.stack([live.update(r, timestamp=s).forecast for r, s in zip(rows, stamps)])
+    dt = [1.0, 1.0, 3.0, 0.5, 1.5, 0.5]  # in 10-minute units; 02:00+01:00 is 01:00 UTC
+    np.testing.assert_allclose(got, by_sequence(model, rows, dt), rtol=1e-4, atol=1e-5)
+    with pytest.raises(DataError, match="is not after the previous reading"):
+        live.update(rows[0], timestamp="2024-02-01 01:05")
+    with pytest.raises(DataError, match="is not a date and time"):
+        live.update(rows[0], timestamp=12.0)
+
+
+def test_bad_readings_are_one_line_and_change_nothing(model, frame):
+    live = StreamPredictor(model)
+    live.update({"temp": 0.1, "load": 0.2}, 0)
+    before = dict(vars(live.streams["0"]))
+    cases = [
+        ({"temp": 0.1}, "missing \\['load'\\]"),
+        ({"temp": 0.1, "load": 0.2, "x": 1}, "unknown \\['x'\\]"),
+        ({"temp": "warm", "load": 0.2}, "column 'temp': 'warm' is not a number"),
+        ({"temp": float("inf"), "load": 0.2}, "column 'temp'.*infinite"),
+        ([0.1, 0.2, 0.3], "expected 2 readings \\(load, temp\\); got 3"),
+    ]
+    for reading, message in cases:
+        with pytest.raises(DataError, match=message):
+            live.update(reading, 1)
+    with pytest.raises(DataError, match="give a timestamp"):
+        live.update([0.1, 0.2])
+    # a bad reading in a batch stops the whole call before any stream moves
+    with pytest.raises(DataError):
+        live.update_many(["0", "new"], [[0.1, 0.2], [0.1, "x"]], [1, 1])
+    assert set(live.streams) == {"0"} and live.readings == 1
+    assert all(v is before[k] for k, v in vars(live.streams["0"]).items())
+
+
+def gappy(policy):
+    frame = wave(300)
+    frame.loc[[20, 21, 90], "load"] = np.nan
+    model = Forecaster("cfc", lookback=8, horizon=1, units=6, train=FAST)
+    return model.fit(frame, targets="temp", time="t", missing=policy), frame
+
+
+def test_missing_readings_follow_the_models_policy():
+    model, _ = gappy("mask")
+    assert "load__missing" in model.spec["columns"]
+    live = StreamPredictor(model)
+    live.update({"temp": 0.1, "load": 0.5}, 0)
+    live.update({"temp": 0.2, "load": None}, 1)
+    assert model.spec["columns"] == ["load", "temp", "load__missing"]
+    row = live.streams["0"].rows[-1]
+    scaled_half = model.scaler.transform(np.array([[0.5, 0.0, 0.0]]))[0, 0]
+    assert row[2] == 1.0 and row[0] == pytest.approx(scaled_half)  # masked, held
+
+    dropping, _ = gappy("drop")
+    live = StreamPredictor(dropping)
+    a = live.update({"temp": 0.1, "load": 0.5}, 0)
+    b = live.update({"temp": 0.2, "load": float("nan")}, 1)  # dropped: no step
+    assert live.readings == 1 and np.array_equal(a.forecast, b.forecast)
+    c = live.update({"temp": 0.3, "load": 0.4}, 3)
+    ref = by_sequence(dropping, np.array([[0.5, 0.1], [0.4, 0.3]]), [1.0, 3.0])
+    np.testing.assert_allclose(c.forecast, ref[-1], rtol=1e-4, atol=1e-5)
+
+    strict = Forecaster("cfc", lookback=8, horizon=1, units=6, train=FAST)
+    strict.fit(wave(200), targets="temp", time="t")
+    with pytest.raises(DataError, match="column 'load' is missing; the model was trained with"):
+        StreamPredictor(strict).update({"temp": 0.1, "load": None}, 0)
+
+
+def drifting(n=700, at=350, gain=2.5, seed=3):
+    """A sine the model learns, whose amplitude jumps by `gain` at `at`."""
+    frame = wave(n, seed=seed)
+    frame.loc[at:, "temp"] *= gain
+    return frame
+
+
+@pytest.fixture(scope="module")
+def trained():
+    m = Forecaster("cfc", lookback=16, horizon=1, units=16, train={**FAST, "max_epochs": 25})
+    return m.fit(wave(1200, seed=5), targets="temp", time="t")
+
+
+def replay(live, frame, start=0):
+    steps = []
+    for r in frame.iloc[start:].itertuples():
+        steps.append(live.update({"temp": r.temp, "load": r.load}, r.t))
+    return steps
+
+
+def test_adapting_after_a_drift_beats_the_frozen_model(trained):
+    stream = drifting()
+    frozen = replay(StreamPredictor(trained), stream)
+    live = StreamPredictor(trained, adapt="drift:10", max_ms=1e9)  # all weights, lr 1e-3
+    adaptive = replay(live, stream)
+    assert any(s.drift for s in adaptive[350:450])
+    assert not any(s.drift for s in adaptive[50:340])  # no false alarm before
+    assert [e["event"] for e in live.events].count("update") >= 10
+    tail = slice(500, 700)  # after the recovery's first updates
+    err = lambda steps: np.mean([abs(s.error[0]) for s in steps[tail]])  # noqa: E731
+    assert err(adaptive) < 0.85 * err(frozen)  # measured: 0.141 against 0.196
+
+
+def test_no_drift_no_harm(trained):
+    stream = wave(500, seed=9)
+    frozen = replay(StreamPredictor(trained), stream)
+    live = StreamPredictor(trained, adapt="every:20", max_ms=1e9)
+    adaptive = replay(live, stream)
+    err = lambda steps: np.mean([abs(s.error[0]) for s in steps[1:]])  # noqa: E731
+    assert err(adaptive) <= 1.05 * err(frozen)
+    results = [e["result"] for e in live.events if e["event"] == "update"]
+    assert results and set(results) <= {"applied", "rolled_back"}
+
+
+def copy_of(model):
+    return Forecaster.from_parts(model.net.state_dict(), model.config(), model.metadata())
+
+
+def test_updates_touch_only_the_chosen_parameters(trained):
+    cell = "net.rnn.rnn_cell"
+    gate = {f"{cell}.time_{ab}.{wb}" for ab in "ab" for wb in ("weight", "bias")}
+    for which, names in [("head", {"net.head.weight", "net.head.bias"}), ("time", gate)]:
+        model = copy_of(trained)
+        assert {n for n, _ in select_params(model.net, which)} == names
+        before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
+        live = StreamPredictor(model, adapt="every:5", params=which, lr=1e-2, max_ms=1e9)
+        replay(live, drifting(200, at=50))
+        changed = {n for n, p in model.net.named_parameters() if not torch.equal(p, before[n])}
+        assert changed and changed <= names
+    lstm = Forecaster("lstm", lookback=8, horizon=1, units=6, train=FAST)
+    lstm.fit(wave(200), targets="temp", time="t")
+    with pytest.raises(ValueError, match="no 'time' parameters"):
+        StreamPredictor(lstm, adapt="every:5", params="time")
+
+
+def buffer_of(model, n=40, seed=0, corrupt=False):
+    rng = np.random.default_rng(seed)
+    buf = ReplayBuffer(64)
+    for k in range(n):
+        y = rng.standard_normal(1).astype(np.float32)
+        if corrupt:
+            y[:] = np.nan
+        buf.add(rng.standard_normal((16, 2)).astype(np.float32), np.ones(16, np.float32), y, k)
+    return buf
+
+
+def test_guard_rails(trained):
+    net = trained.net
+    weights = {n: p.detach().clone() for n, p in net.named_parameters()}
+    unchanged = lambda: all(torch.equal(p, weights[n]) for n, p in net.named_parameters())  # noqa: E731
+    rng = np.random.default_rng(0)
+    config = AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9)
+    # a non-finite loss skips the update and leaves the weights
+    report = update(net, buffer_of(net, corrupt=True), config, rng)
+    assert report["result"] == "skipped" and unchanged()
+    # the held-out part (the newest quarter) contradicts the rest: +3 to learn, -3 to check,
+    # so the update makes the held-out loss worse and is rolled back
+    buf = buffer_of(net)
+    for k, item in enumerate(buf.items):
+        item[2][:] = 3.0 if k < 30 else -3.0
+    report = update(net, buf, AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9), rng)
+    assert report["result"] == "rolled_back" and report["after"] > report["before"]
+    assert unchanged()
+    # the time budget stops the gradient steps (at least one is taken)
+    report = update(net, buffer_of(net), AdaptConfig(policy="every", steps=50, max_ms=1e-3), rng)
+    assert report["steps"] == 1
+    with torch.no_grad():  # put back what that step changed
+        for n, p in net.named_parameters():
+            p.copy_(weights[n])
+    # the learning rate is bounded
+    with pytest.raises(ValueError, match=r"lr must be in \(0, 0.01\]"):
+        AdaptConfig(policy="every", lr=0.5)
+
+
+@pytest.mark.parametrize(
+    "spec, policy, every",
+    [("off", "off", 25), ("every:7", "every", 7), ("drift", "drift", 25), ("DRIFT:3", "drift", 3)],
+)
+def test_adapt_spec(spec, policy, every):
+    c = AdaptConfig.parse(spec)
+    assert (c.policy, c.every) == (policy, every)
+
+
+@pytest.mark.parametrize("spec", ["sometimes", "every", "every:0", "every:x", "off:3"])
+def test_bad_adapt_spec(spec):
+    with pytest.raises(ValueError, match="--adapt"):
+        AdaptConfig.parse(spec)
+
+
+@pytest.mark.parametrize("detector", ["builtin", "adwin"])
+def test_a_snapshot_continues_exactly(trained, tmp_path, detector):
+    if detector == "adwin":
+        pytest.importorskip("river")
+    stream = drifting(300, at=120)
+    rows = [{"temp": r.temp, "load": r.load} for r in stream.itertuples()]
+    kw = {"adapt": "every:10", "max_ms": 1e9, "detector": detector}
+
+    def run(live, part):
+        out = []
+        for k in part:
+            steps = live.update_many(["a", "b"], [rows[k], rows[-1 - k]], [k, k])
+            out.append([(s.forecast, s.error, s.drift, s.update) for s in steps])
+        return out
+
+    whole = run(StreamPredictor(copy_of(trained), **kw), range(200))
+    first = StreamPredictor(copy_of(trained), **kw)
+    head = run(first, range(90))
+    first.save(tmp_path / "snap")
+    first.save(tmp_path / "snap")  # a second snapshot replaces the first
+    restored = StreamPredictor.load(tmp_path / "snap")
+    assert len(restored.buffer) == len(first.buffer) and restored.readings == 180
+    tail = run(restored, range(90, 200))
+    for a, b in zip(whole, head + tail, strict=True):
+        for (fa, ea, da, ua), (fb, eb, db, ub) in zip(a, b, strict=True):
+            np.testing.assert_array_equal(fa, fb)
+            assert (ea is None) == (eb is None) and (ea is None or np.array_equal(ea, eb))
+            assert (da, ua) == (db, ub)
+    updates = [e for e in restored.events if e["event"] == "update"]
+    assert any(e["result"] == "applied" for e in updates)
+
+
+def test_a_snapshot_is_not_a_pickle(trained, tmp_path):
+    live = StreamPredictor(trained, adapt="every:5")
+    replay(live, wave(40))
+    path = live.save(tmp_path / "snap")
+    assert sorted(p.name for p in path.iterdir()) == ["model", "stream.json", "stream.st"]
+    meta = json.loads((path / "stream.json").read_text())
+    assert meta["format"] == "liquidnets-stream" and meta["streams"][0]["id"] == "0"
+    (path / "stream.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        StreamPredictor.load(path)
+    with pytest.raises(ValueError, match="not a stream snapshot"):
+        StreamPredictor.load(tmp_path)
+
+
+def test_page_hinkley_finds_a_rise_and_not_noise():
+    rng = np.random.default_rng(0)
+    d = PageHinkley()
+    calm = [d.update(abs(v)) for v in rng.standard_normal(5000)]
+    assert not any(calm)
+    hits = [d.update(abs(v) * 2) for v in rng.standard_normal(300)]
+    assert True in hits and hits.index(True) < 120
+    clone = detector_from_state(json.loads(json.dumps(d.state())))
+    more = rng.standard_normal(100) * 3
+    assert [d.update(abs(v)) for v in more] == [clone.update(abs(v)) for v in more]
+    assert not d.update(math.nan)
+    with pytest.raises(ValueError, match="unknown drift detector"):
+        make_detector("cusum")
+
+
+def test_river_detectors_replay_their_state():
+    pytest.importorskip("river")
+    rng = np.random.default_rng(1)
+    for name in ("adwin", "page_hinkley"):
+        d = RiverDetector(name)
+        values = np.r_[rng.random(400), rng.random(200) + 2]
+        hits = [d.update(v) for v in values]
+        assert any(hits[400:]) and not any(hits[:400]), name
+        clone = detector_from_state(json.loads(json.dumps(d.state())))
+        more = rng.random(300) * 5
+        assert [d.update(v) for v in more] == [clone.update(v) for v in more]
