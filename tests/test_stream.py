@@ -12,7 +12,7 @@ import torch
 
 from liquidnets.data import DataError
 from liquidnets.deploy import AdaptConfig, PageHinkley, StreamPredictor, make_detector
-from liquidnets.deploy.adapt import ReplayBuffer, select_params, update
+from liquidnets.deploy.adapt import Learner, ReplayBuffer, select_params
 from liquidnets.deploy.drift import RiverDetector, detector_from_state
 from liquidnets.tasks import Forecaster
 
@@ -188,23 +188,23 @@ def replay(live, frame, start=0):
 def test_adapting_after_a_drift_beats_the_frozen_model(trained):
     stream = drifting()
     frozen = replay(StreamPredictor(trained), stream)
-    live = StreamPredictor(trained, adapt="drift:10", max_ms=1e9)  # all weights, lr 1e-3
+    live = StreamPredictor(trained, adapt="drift", max_ms=1e9)  # the head, lr 0.01
     adaptive = replay(live, stream)
     assert any(s.drift for s in adaptive[350:450])
     assert not any(s.drift for s in adaptive[50:340])  # no false alarm before
     assert [e["event"] for e in live.events].count("update") >= 10
     tail = slice(500, 700)  # after the recovery's first updates
     err = lambda steps: np.mean([abs(s.error[0]) for s in steps[tail]])  # noqa: E731
-    assert err(adaptive) < 0.85 * err(frozen)  # measured: 0.141 against 0.196
+    assert err(adaptive) < 0.97 * err(frozen)  # measured 0.76-0.93 of it over 3 seeds
 
 
 def test_no_drift_no_harm(trained):
     stream = wave(500, seed=9)
     frozen = replay(StreamPredictor(trained), stream)
-    live = StreamPredictor(trained, adapt="every:20", max_ms=1e9)
+    live = StreamPredictor(trained, adapt="every:20", max_ms=1e9, params="all", lr=1e-3)
     adaptive = replay(live, stream)
     err = lambda steps: np.mean([abs(s.error[0]) for s in steps[1:]])  # noqa: E731
-    assert err(adaptive) <= 1.05 * err(frozen)
+    assert err(adaptive) <= 1.02 * err(frozen)
     results = [e["result"] for e in live.events if e["event"] == "update"]
     assert results and set(results) <= {"applied", "rolled_back"}
 
@@ -222,8 +222,11 @@ def test_updates_touch_only_the_chosen_parameters(trained):
         before = {n: p.detach().clone() for n, p in model.net.named_parameters()}
         live = StreamPredictor(model, adapt="every:5", params=which, lr=1e-2, max_ms=1e9)
         replay(live, drifting(200, at=50))
-        changed = {n for n, p in model.net.named_parameters() if not torch.equal(p, before[n])}
+        adapted = live.model.net.named_parameters()
+        changed = {n for n, p in adapted if not torch.equal(p, before[n])}
         assert changed and changed <= names
+        # the caller's model is not the one that learns
+        assert all(torch.equal(p, before[n]) for n, p in model.net.named_parameters())
     lstm = Forecaster("lstm", lookback=8, horizon=1, units=6, train=FAST)
     lstm.fit(wave(200), targets="temp", time="t")
     with pytest.raises(ValueError, match="no 'time' parameters"):
@@ -242,36 +245,37 @@ def buffer_of(model, n=40, seed=0, corrupt=False):
 
 
 def test_guard_rails(trained):
-    net = trained.net
+    net = copy_of(trained).net
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
     unchanged = lambda: all(torch.equal(p, weights[n]) for n, p in net.named_parameters())  # noqa: E731
-    rng = np.random.default_rng(0)
-    config = AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9)
-    # a non-finite loss skips the update and leaves the weights
-    report = update(net, buffer_of(net, corrupt=True), config, rng)
-    assert report["result"] == "skipped" and unchanged()
+    learner = Learner(net, AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9))
+    # a non-finite loss skips the update and leaves the weights and the optimiser
+    report = learner.update(buffer_of(net, corrupt=True))
+    assert report["result"] == "skipped" and unchanged() and not learner.optimizer.state
     # the held-out part (the newest quarter) contradicts the rest: +3 to learn, -3 to check,
     # so the update makes the held-out loss worse and is rolled back
     buf = buffer_of(net)
     for k, item in enumerate(buf.items):
         item[2][:] = 3.0 if k < 30 else -3.0
-    report = update(net, buf, AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9), rng)
+    report = learner.update(buf)
     assert report["result"] == "rolled_back" and report["after"] > report["before"]
-    assert unchanged()
+    assert unchanged() and not learner.optimizer.state
+    # an update that helps is kept, with the optimiser's moments
+    for item in buf.items:
+        item[2][:] = 3.0
+    assert learner.update(buf)["result"] == "applied" and not unchanged()
+    assert learner.optimizer.state
     # the time budget stops the gradient steps (at least one is taken)
-    report = update(net, buffer_of(net), AdaptConfig(policy="every", steps=50, max_ms=1e-3), rng)
-    assert report["steps"] == 1
-    with torch.no_grad():  # put back what that step changed
-        for n, p in net.named_parameters():
-            p.copy_(weights[n])
+    slow = Learner(net, AdaptConfig(policy="every", steps=50, max_ms=1e-3))
+    assert slow.update(buffer_of(net))["steps"] == 1
     # the learning rate is bounded
-    with pytest.raises(ValueError, match=r"lr must be in \(0, 0.01\]"):
+    with pytest.raises(ValueError, match=r"lr must be in \(0, 0.05\]"):
         AdaptConfig(policy="every", lr=0.5)
 
 
 @pytest.mark.parametrize(
     "spec, policy, every",
-    [("off", "off", 25), ("every:7", "every", 7), ("drift", "drift", 25), ("DRIFT:3", "drift", 3)],
+    [("off", "off", 10), ("every:7", "every", 7), ("drift", "drift", 10), ("DRIFT:3", "drift", 3)],
 )
 def test_adapt_spec(spec, policy, every):
     c = AdaptConfig.parse(spec)

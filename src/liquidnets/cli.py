@@ -126,7 +126,7 @@ def _run_errors(click):
 
         try:
             yield
-        except (DataError, BundleError, RunError, FileExistsError, ValueError) as e:
+        except (DataError, BundleError, RunError, FileExistsError, ValueError, ImportError) as e:
             raise click.ClickException(str(e).splitlines()[0] if str(e) else repr(e)) from None
 
     return guard
@@ -277,6 +277,45 @@ def _workflow_commands(cli, click) -> None:
         with guard():
             path = predict_run(run_dir, data, out, overwrite=overwrite)
         click.echo(f"wrote {path}")
+
+    @cli.command(
+        epilog="\b\nExample:\n    liquidnets stream runs/co2 --data examples/sensor_readings.csv "
+        "--adapt drift --out stream.csv"
+    )
+    @click.argument("run_dir", type=click.Path(file_okay=False))
+    @config
+    @data
+    @click.option(
+        "--adapt", default="off", show_default=True,
+        help="Online learning: off, every:N (readings), drift or drift:N (after a drift).",
+    )  # fmt: skip
+    @click.option(
+        "--params", type=click.Choice(["head", "time", "all"]), default="all", show_default=True,
+        help="What adapts: the output layer, the time constants, or every weight.",
+    )  # fmt: skip
+    @click.option("--lr", default=1e-3, show_default=True, help="Online learning rate (<= 0.01).")
+    @click.option(
+        "--detector", type=click.Choice(["builtin", "adwin", "page_hinkley"]), default="builtin",
+        show_default=True, help="Drift detector on the errors (adwin, page_hinkley: river's).",
+    )  # fmt: skip
+    @click.option("--model", help="A model of the run other than its main one (e.g. lstm).")
+    @click.option("--snapshot", help="Folder to save the adapted predictor to at the end.")
+    @click.option("--out", required=True, help="CSV file of per-reading forecasts and errors.")
+    @click.option("--overwrite", is_flag=True, help="Replace existing output.")
+    def stream(run_dir, data, out, overwrite, adapt, params, lr, detector, model, snapshot):
+        """Replay a file of readings as a live stream through a run's forecaster, one reading
+        at a time, learning online as the truth arrives. Writes each reading's forecasts,
+        errors, drift flags and updates, and prints the frozen model's error against the
+        adaptive one's before and after each detected drift."""
+        from liquidnets.deploy.replay import replay
+
+        with guard():
+            result = replay(
+                run_dir, data, out, adapt=adapt, model=model, overwrite=overwrite,
+                snapshot=snapshot, params=params, lr=lr, detector=detector,
+            )  # fmt: skip
+        click.echo(result["table"])
+        click.echo(f"\nwrote {out}")
 
 
 def _is_number(text: str) -> bool:

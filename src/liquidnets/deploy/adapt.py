@@ -9,6 +9,7 @@ the learning rate is bounded, and the update stops when its time budget is spent
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -22,7 +23,7 @@ from liquidnets.deploy.drift import DETECTORS
 
 POLICIES = ("off", "every", "drift")
 PARAMS = ("head", "time", "all")
-MAX_LR = 1e-2  # the bound on the learning rate of online updates
+MAX_LR = 0.05  # the bound on the learning rate of online updates
 # the time-constant parameters: CfC's time gate heads (and the pure mode's w_tau), LTC's
 # membrane capacitance and leak conductance (tau = cm / (gleak + synaptic conductances))
 TIME_PARAMS = ("time_a", "time_b", "w_tau", "cm", "gleak")
@@ -38,7 +39,7 @@ class AdaptConfig:
         every: readings between updates.
         params: what learns: `head` (the output layer), `time` (the time-constant parameters:
             CfC's time gate, LTC's `cm` and `gleak`) or `all`.
-        lr: Adam's learning rate, at most `MAX_LR` (0.01).
+        lr: Adam's learning rate, at most `MAX_LR` (0.05).
         steps: gradient steps per update.
         batch_size: windows per gradient step.
         buffer: windows kept in the replay buffer (the newest ones).
@@ -46,6 +47,9 @@ class AdaptConfig:
         min_windows: windows needed before a first update (after a drift: windows completed
             since it).
         recovery: readings after a detected drift during which the `drift` policy adapts.
+        margin: how sure the held-out check must be: an update is kept when the held-out
+            windows' losses fall, on average, by at least `margin` standard errors of the
+            paired differences (0: by anything).
         max_ms: wall-time budget of one update in milliseconds; its gradient steps stop when it
             is spent (so the number of steps, and the result, can depend on the machine's speed).
         detector: `builtin` (our Page-Hinkley), `adwin` or `page_hinkley` (river's; needs the
@@ -55,9 +59,9 @@ class AdaptConfig:
     """
 
     policy: str = "off"
-    every: int = 25
-    params: str = "all"
-    lr: float = 1e-3
+    every: int = 10
+    params: str = "head"
+    lr: float = 1e-2
     steps: int = 5
     batch_size: int = 32
     buffer: int = 256
@@ -65,6 +69,7 @@ class AdaptConfig:
     min_windows: int = 16
     recovery: int = 500
     max_ms: float = 50.0
+    margin: float = 1.0
     detector: str = "builtin"
     detector_params: dict = field(default_factory=dict)
     seed: int = 0
@@ -77,6 +82,7 @@ class AdaptConfig:
             (0 < self.lr <= MAX_LR, f"lr must be in (0, {MAX_LR}]"),
             (0 < self.holdout < 1, "holdout must be in (0, 1)"),
             (self.max_ms > 0, "max_ms must be positive"),
+            (self.margin >= 0, "margin must be non-negative"),
         ]
         for name in ("every", "steps", "batch_size", "min_windows", "recovery"):
             checks.append((int(getattr(self, name)) >= 1, f"{name} must be at least 1"))
@@ -163,62 +169,115 @@ def _loss(net: nn.Module, x, dt, y) -> torch.Tensor:
     return nn.functional.mse_loss(net(x, dt), y)
 
 
-def update(
-    net: nn.Module, buffer: ReplayBuffer, config: AdaptConfig, rng: np.random.Generator
-) -> dict:
-    """One guarded update of `net` from `buffer`. Returns what happened: `result` is
-    `applied`, `rolled_back` (the held-out loss got worse), `skipped` (a non-finite loss) or
-    `too_few` (not enough windows), with the held-out losses before and after, the gradient
-    steps taken and the milliseconds spent."""
-    start = time.perf_counter()
-    n = len(buffer)
-    n_hold = max(1, round(config.holdout * n))
-    if n - n_hold < 1:
-        return {"result": "too_few", "windows": n}
-    arrays = buffer.arrays()
-    tensors = {k: torch.as_tensor(arrays[k]) for k in ("x", "dt", "y")}
-    hold = {k: v[n - n_hold :] for k, v in tensors.items()}
-    train = {k: v[: n - n_hold] for k, v in tensors.items()}
-    params = [p for _, p in select_params(net, config.params)]
-    saved = [p.detach().clone() for p in params]
-
-    def restore() -> None:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.copy_(s)
-
-    net.eval()
+def _window_losses(net: nn.Module, part: dict) -> torch.Tensor:
     with torch.no_grad():
-        before = float(_loss(net, hold["x"], hold["dt"], hold["y"]))
-    optimizer = torch.optim.Adam(params, lr=min(config.lr, MAX_LR))
-    taken, result = 0, None
-    for _ in range(config.steps):
-        idx = torch.as_tensor(rng.integers(0, n - n_hold, size=min(config.batch_size, n - n_hold)))
-        loss = _loss(net, train["x"][idx], train["dt"][idx], train["y"][idx])
-        if not torch.isfinite(loss):
-            result = "skipped"
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        taken += 1
-        if (time.perf_counter() - start) * 1000 >= config.max_ms:
-            break
-    for p in params:
-        p.grad = None
-    after = math.nan
-    if result is None:
-        with torch.no_grad():
-            after = float(_loss(net, hold["x"], hold["dt"], hold["y"]))
-        result = "applied" if math.isfinite(after) and after <= before else "rolled_back"
-    if result != "applied":
-        restore()
-    return {
-        "result": result,
-        "before": before,
-        "after": after,
-        "steps": taken,
-        "windows": n,
-        "ms": (time.perf_counter() - start) * 1000,
-    }
+        return ((net(part["x"], part["dt"]) - part["y"]) ** 2).mean(dim=1)  # (n,)
+
+
+def _better(after: torch.Tensor, before: torch.Tensor, margin: float) -> bool:
+    """Whether the held-out windows' losses improved: the mean paired difference must be below
+    zero by `margin` standard errors (0: any improvement)."""
+    diff = (after - before).double()
+    if not bool(torch.isfinite(diff).all()):
+        return False
+    n = diff.numel()
+    se = float(diff.std()) / math.sqrt(n) if n > 1 else 0.0
+    return float(diff.mean()) < -margin * se or (margin == 0 and float(diff.mean()) <= 0)
+
+
+class Learner:
+    """Guarded online updates of `net`'s chosen parameters, with one Adam optimiser kept from
+    update to update (its moment estimates make the steps steadier than a fresh optimiser's
+    first steps, which move every weight by about the learning rate).
+
+    Args:
+        net: the task network (`net(x, dt) -> (B, out)`), updated in place.
+        config: the `AdaptConfig`.
+    """
+
+    def __init__(self, net: nn.Module, config: AdaptConfig):
+        self.net, self.config = net, config
+        self.params = [p for _, p in select_params(net, config.params)]
+        self.optimizer = torch.optim.Adam(self.params, lr=min(config.lr, MAX_LR))
+        self.rng = np.random.default_rng(config.seed)
+
+    def update(self, buffer: ReplayBuffer) -> dict:
+        """One guarded update from `buffer`: gradient steps on its older windows, checked on
+        the newest `holdout` fraction (up to a window's length of windows between them is left
+        out, as consecutive windows share rows). Returns what happened: `result` is `applied`,
+        `rolled_back` (the held-out loss got worse), `skipped` (a non-finite loss) or
+        `too_few` (not enough windows), with the held-out losses before and after, the
+        gradient steps taken and the milliseconds spent. Whatever is not applied is undone,
+        the optimiser's state included."""
+        config, net, params = self.config, self.net, self.params
+        start = time.perf_counter()
+        n = len(buffer)
+        n_hold = max(1, round(config.holdout * n))
+        arrays = buffer.arrays()
+        gap = min(arrays["x"].shape[1], max(0, n - 2 * n_hold)) if n else 0
+        n_train = n - n_hold - gap
+        if n_train < 1:
+            return {"result": "too_few", "windows": n}
+        tensors = {k: torch.as_tensor(arrays[k]) for k in ("x", "dt", "y")}
+        hold = {k: v[n - n_hold :] for k, v in tensors.items()}
+        train = {k: v[:n_train] for k, v in tensors.items()}
+        saved = [p.detach().clone() for p in params]
+        saved_opt = copy.deepcopy(self.optimizer.state_dict())
+        net.eval()
+        before_each = _window_losses(net, hold)
+        before = float(before_each.mean())
+        taken, result = 0, None
+        for _ in range(config.steps):
+            size = min(config.batch_size, n_train)
+            idx = torch.as_tensor(self.rng.integers(0, n_train, size=size))
+            loss = _loss(net, train["x"][idx], train["dt"][idx], train["y"][idx])
+            if not torch.isfinite(loss):
+                result = "skipped"
+                break
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            self.optimizer.step()
+            taken += 1
+            if (time.perf_counter() - start) * 1000 >= config.max_ms:
+                break
+        self.optimizer.zero_grad(set_to_none=True)
+        after = math.nan
+        if result is None:
+            after_each = _window_losses(net, hold)
+            after = float(after_each.mean())
+            result = "applied" if _better(after_each, before_each, config.margin) else "rolled_back"
+        if result != "applied":
+            with torch.no_grad():
+                for p, s in zip(params, saved):
+                    p.copy_(s)
+            self.optimizer.load_state_dict(saved_opt)
+        return {
+            "result": result,
+            "before": before,
+            "after": after,
+            "steps": taken,
+            "windows": n,
+            "ms": (time.perf_counter() - start) * 1000,
+        }
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict]:
+        """The optimiser's moments as arrays and the rest (steps, sampling RNG) as JSON."""
+        arrays, steps = {}, []
+        for i, p in enumerate(self.params):
+            st = self.optimizer.state.get(p)
+            steps.append(None if not st else float(st["step"]))
+            if st:
+                arrays[f"adam.{i}.exp_avg"] = st["exp_avg"].numpy()
+                arrays[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"].numpy()
+        return arrays, {"steps": steps, "rng": self.rng.bit_generator.state}
+
+    def load_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        for i, (p, step) in enumerate(zip(self.params, meta["steps"])):
+            if step is not None:
+                self.optimizer.state[p] = {
+                    "step": torch.tensor(step),
+                    "exp_avg": torch.as_tensor(arrays[f"adam.{i}.exp_avg"]).clone(),
+                    "exp_avg_sq": torch.as_tensor(arrays[f"adam.{i}.exp_avg_sq"]).clone(),
+                }
+        self.rng.bit_generator.state = meta["rng"]

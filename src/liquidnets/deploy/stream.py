@@ -24,6 +24,7 @@ missing value follows the model's missing-value policy.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import deque
@@ -135,7 +136,7 @@ class StreamPredictor:
 
     Args:
         model: the fitted forecaster (`Forecaster.load(...)`, or from a run folder with
-            `from_run`).
+            `from_run`); the predictor adapts a copy of it (`predictor.model`).
         adapt: `off`, `every:N`, `drift`, `drift:N`, or an `AdaptConfig`.
         **adapt_fields: fields of `AdaptConfig` (params, lr, steps, detector, ...).
     """
@@ -143,11 +144,12 @@ class StreamPredictor:
     def __init__(self, model: Forecaster, adapt="off", **adapt_fields):
         if model.net is None:
             raise ValueError("the forecaster is not fitted")
-        self.model = model
+        self.model = model = copy.deepcopy(model)  # online updates never touch the caller's
         self.config = _adapt.AdaptConfig.parse(adapt, **adapt_fields)
         self.stepper = _Stepper(model.net)
+        self.learner = None
         if self.config.policy != "off":
-            _adapt.select_params(model.net, self.config.params)  # fails early if none
+            self.learner = _adapt.Learner(model.net, self.config)  # fails early: no params
         spec = model.spec
         self.columns = list(spec["columns"])
         self.data_columns = [c for c in self.columns if not c.endswith(MASK_SUFFIX)]
@@ -163,7 +165,6 @@ class StreamPredictor:
         self.streams: dict[str, _Stream] = {}
         self.buffer = _adapt.ReplayBuffer(self.config.buffer)
         self.detector = make_detector(self.config.detector, **self.config.detector_params)
-        self.rng = np.random.default_rng(self.config.seed)
         self.readings = 0  # readings taken, all streams
         self.since_update = 0
         self.recovery_until = 0  # the drift policy adapts while readings < this
@@ -358,7 +359,7 @@ class StreamPredictor:
         if len(self.buffer) < c.min_windows:
             return None
         self.since_update = 0
-        report = _adapt.update(self.model.net, self.buffer, c, self.rng)
+        report = self.learner.update(self.buffer)
         self.model.net.eval()
         self.events.append({"reading": self.readings, "event": "update", **report})
         return report["result"] if report["result"] != "too_few" else None
@@ -413,13 +414,17 @@ class StreamPredictor:
             )
         for key, value in self.buffer.arrays().items():
             tensors[f"buffer.{key}"] = value
+        learner = None
+        if self.learner is not None:
+            arrays, learner = self.learner.state()
+            tensors.update(arrays)
         meta = {
             "format": FORMAT,
             "format_version": VERSION,
             "adapt": self.config.to_dict(),
             "streams": streams,
             "detector": self.detector.state(),
-            "rng": self.rng.bit_generator.state,
+            "learner": learner,
             "readings": self.readings,
             "since_update": self.since_update,
             "recovery_until": self.recovery_until,
@@ -462,7 +467,8 @@ class StreamPredictor:
         buffer = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
         self.buffer = _adapt.ReplayBuffer.from_arrays(self.config.buffer, buffer)
         self.detector = detector_from_state(meta["detector"])
-        self.rng.bit_generator.state = meta["rng"]
+        if self.learner is not None:
+            self.learner.load_state(tensors, meta["learner"])
         for key in ("readings", "since_update", "recovery_until", "drift_at", "events"):
             setattr(self, key, meta[key])
         return self
