@@ -101,7 +101,7 @@ def replay(
         stamps = [t if series.time_column else None for t, _, _ in batch]
         steps = live.update_many(ids, readings, stamps)
         fsteps = frozen.update_many(ids, readings, stamps) if frozen else [None] * len(batch)
-        for (t, k, i), step, fstep in zip(batch, steps, fsteps):
+        for (_, k, i), step, fstep in zip(batch, steps, fsteps):
             records.append(_record(live, series, k, i, raw[k][i], step, fstep))
         start = stop
     frame = _frame(records)
