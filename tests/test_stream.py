@@ -233,22 +233,32 @@ def test_updates_touch_only_the_chosen_parameters(trained):
         StreamPredictor(lstm, adapt="every:5", params="time")
 
 
-def buffer_of(model, n=40, seed=0, corrupt=False):
+def buffer_of(net, n=40, seed=0, corrupt=False):
     rng = np.random.default_rng(seed)
     buf = ReplayBuffer(64)
     for k in range(n):
         y = rng.standard_normal(1).astype(np.float32)
         if corrupt:
             y[:] = np.nan
-        buf.add(rng.standard_normal((16, 2)).astype(np.float32), np.ones(16, np.float32), y, k)
+        buf.add(
+            x=rng.standard_normal((16, 2)).astype(np.float32),
+            dt=np.ones(16, np.float32),
+            y=y,
+            step=k,
+            feature=np.ones(net.net.head.in_features, np.float32),
+            last=np.zeros(1, np.float32),
+        )
     return buf
 
 
-def test_guard_rails(trained):
+@pytest.mark.parametrize("params", ["head", "all"])
+def test_guard_rails(trained, params):
     net = copy_of(trained).net
     weights = {n: p.detach().clone() for n, p in net.named_parameters()}
     unchanged = lambda: all(torch.equal(p, weights[n]) for n, p in net.named_parameters())  # noqa: E731
-    learner = Learner(net, AdaptConfig(policy="every", lr=1e-2, steps=3, max_ms=1e9))
+    config = AdaptConfig(policy="every", params=params, lr=1e-2, steps=3, max_ms=1e9)
+    learner = Learner(net, config)
+    assert learner.head_only == (params == "head")  # the stored read-outs, or whole windows
     # a non-finite loss skips the update and leaves the weights and the optimiser
     report = learner.update(buffer_of(net, corrupt=True))
     assert report["result"] == "skipped" and unchanged() and not learner.optimizer.state
@@ -256,17 +266,17 @@ def test_guard_rails(trained):
     # so the update makes the held-out loss worse and is rolled back
     buf = buffer_of(net)
     for k, item in enumerate(buf.items):
-        item[2][:] = 3.0 if k < 30 else -3.0
+        item["y"][:] = 3.0 if k < 30 else -3.0
     report = learner.update(buf)
     assert report["result"] == "rolled_back" and report["after"] > report["before"]
     assert unchanged() and not learner.optimizer.state
     # an update that helps is kept, with the optimiser's moments
     for item in buf.items:
-        item[2][:] = 3.0
+        item["y"][:] = 3.0
     assert learner.update(buf)["result"] == "applied" and not unchanged()
     assert learner.optimizer.state
     # the time budget stops the gradient steps (at least one is taken)
-    slow = Learner(net, AdaptConfig(policy="every", steps=50, max_ms=1e-3))
+    slow = Learner(net, AdaptConfig(policy="every", params=params, steps=50, max_ms=1e-3))
     assert slow.update(buffer_of(net))["steps"] == 1
     # the learning rate is bounded
     with pytest.raises(ValueError, match=r"lr must be in \(0, 0.05\]"):
@@ -360,3 +370,45 @@ def test_river_detectors_replay_their_state():
         clone = detector_from_state(json.loads(json.dumps(d.state())))
         more = rng.random(300) * 5
         assert [d.update(v) for v in more] == [clone.update(v) for v in more]
+
+
+def test_the_stream_command_replays_a_file(tmp_path):
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    train = tmp_path / "train.csv"
+    wave(600, seed=5).to_csv(train, index=False)
+    run = tmp_path / "run"
+    cli = build_cli()
+    args = ["train", "--data", str(train), "--time", "t", "--target", "temp", "--lookback", "16"]
+    args += ["--units", "8", "--max-epochs", "3", "--no-baselines", "--out", str(run)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    live = tmp_path / "live.csv"
+    stream = drifting(500, at=200)
+    stream.loc[[50, 51], "load"] = None  # gaps: this model was trained with missing="error"
+    stream.to_csv(live, index=False)
+    out, snap = tmp_path / "out.csv", tmp_path / "snap"
+    base = ["stream", str(run), "--data", str(live), "--out", str(out)]
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code != 0
+    assert "column 'load'" in result.output and "missing" in result.output and not out.exists()
+
+    stream.loc[[50, 51], "load"] = 0.0
+    stream.to_csv(live, index=False)
+    result = CliRunner().invoke(cli, [*base, "--adapt", "drift", "--snapshot", str(snap)])
+    assert result.exit_code == 0, result.output
+    written = pd.read_csv(out)
+    assert len(written) == 500
+    expected = {"id", "time", "temp", "temp_t+1", "temp_error", "temp_frozen_error", "drift"}
+    assert expected <= set(written.columns) and "update" in written.columns
+    assert written["drift"].iloc[200:300].sum() >= 1
+    assert "frozen_before" in result.output and "adaptive_after" in result.output
+    restored = StreamPredictor.load(snap)
+    assert restored.readings == 500 and restored.config.policy == "drift"
+    # the output is not replaced without --overwrite
+    again = CliRunner().invoke(cli, [*base, "--adapt", "every:5"])
+    assert again.exit_code != 0 and "exists; pass --overwrite" in again.output
+    bad = CliRunner().invoke(cli, [*base, "--overwrite", "--adapt", "sometimes"])
+    assert bad.exit_code != 0 and "--adapt must be off, every:N, drift or drift:N" in bad.output

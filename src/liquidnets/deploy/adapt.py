@@ -128,8 +128,12 @@ def select_params(net: nn.Module, which: str) -> list[tuple[str, nn.Parameter]]:
 
 
 class ReplayBuffer:
-    """The newest `capacity` completed windows: inputs `x (T, C)`, `dt (T,)`, targets `y (out,)`
-    and the reading count at which each was completed."""
+    """The newest `capacity` completed windows, each a dict of arrays: inputs `x (T, C)`,
+    `dt (T,)`, targets `y (out,)`, `step` (the reading count when it was completed), and what
+    the stream computed for it: `feature`, the head's input at the window's last row (the
+    carried state's read-out), and `last`, that row's targets repeated over the horizon."""
+
+    FIELDS = ("x", "dt", "y", "step", "feature", "last")
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -138,40 +142,38 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, x: np.ndarray, dt: np.ndarray, y: np.ndarray, step: int) -> None:
-        self.items.append((x, dt, y, step))
+    def add(self, **item) -> None:
+        self.items.append(item)
 
     def drop_before(self, step: int) -> None:
         """Forget the windows completed before reading `step` (they predate a drift)."""
-        self.items = deque((i for i in self.items if i[3] >= step), maxlen=self.capacity)
+        self.items = deque((i for i in self.items if i["step"] >= step), maxlen=self.capacity)
 
     def arrays(self) -> dict[str, np.ndarray]:
         if not self.items:
             return {}
-        x, dt, y, step = zip(*self.items)
-        return {
-            "x": np.stack(x),
-            "dt": np.stack(dt),
-            "y": np.stack(y),
-            "step": np.asarray(step, np.int64),
-        }
+        return {k: np.stack([np.asarray(i[k]) for i in self.items]) for k in self.FIELDS}
 
     @classmethod
     def from_arrays(cls, capacity: int, arrays: dict[str, np.ndarray]) -> ReplayBuffer:
         buf = cls(capacity)
-        if arrays:
-            for x, dt, y, s in zip(arrays["x"], arrays["dt"], arrays["y"], arrays["step"]):
-                buf.add(x, dt, y, int(s))
+        for k in range(len(arrays.get("step", ()))):
+            buf.add(**{f: arrays[f][k] for f in cls.FIELDS})
         return buf
 
 
-def _loss(net: nn.Module, x, dt, y) -> torch.Tensor:
-    return nn.functional.mse_loss(net(x, dt), y)
+def _outputs(net: nn.Module, part: dict, head_only: bool) -> torch.Tensor:
+    """The network's outputs for buffered windows: with `head_only`, from the stored features
+    (the recurrent part is fixed, so its read-outs are what the stream computed), else by
+    running the whole network over the windows."""
+    if head_only:
+        return net.net.head(part["feature"]) + part["last"]
+    return net(part["x"], part["dt"])
 
 
-def _window_losses(net: nn.Module, part: dict) -> torch.Tensor:
+def _window_losses(net: nn.Module, part: dict, head_only: bool) -> torch.Tensor:
     with torch.no_grad():
-        return ((net(part["x"], part["dt"]) - part["y"]) ** 2).mean(dim=1)  # (n,)
+        return ((_outputs(net, part, head_only) - part["y"]) ** 2).mean(dim=1)  # (n,)
 
 
 def _better(after: torch.Tensor, before: torch.Tensor, margin: float) -> bool:
@@ -198,6 +200,8 @@ class Learner:
     def __init__(self, net: nn.Module, config: AdaptConfig):
         self.net, self.config = net, config
         self.params = [p for _, p in select_params(net, config.params)]
+        # only the output layer learns: the stream's stored read-outs stand for the rest
+        self.head_only = config.params == "head" and hasattr(net, "net")
         self.optimizer = torch.optim.Adam(self.params, lr=min(config.lr, MAX_LR))
         self.rng = np.random.default_rng(config.seed)
 
@@ -218,19 +222,21 @@ class Learner:
         n_train = n - n_hold - gap
         if n_train < 1:
             return {"result": "too_few", "windows": n}
-        tensors = {k: torch.as_tensor(arrays[k]) for k in ("x", "dt", "y")}
+        keys = ("feature", "last", "y") if self.head_only else ("x", "dt", "y")
+        tensors = {k: torch.as_tensor(arrays[k]) for k in keys}
         hold = {k: v[n - n_hold :] for k, v in tensors.items()}
         train = {k: v[:n_train] for k, v in tensors.items()}
         saved = [p.detach().clone() for p in params]
         saved_opt = copy.deepcopy(self.optimizer.state_dict())
         net.eval()
-        before_each = _window_losses(net, hold)
+        before_each = _window_losses(net, hold, self.head_only)
         before = float(before_each.mean())
         taken, result = 0, None
         for _ in range(config.steps):
             size = min(config.batch_size, n_train)
             idx = torch.as_tensor(self.rng.integers(0, n_train, size=size))
-            loss = _loss(net, train["x"][idx], train["dt"][idx], train["y"][idx])
+            batch = {k: v[idx] for k, v in train.items()}
+            loss = nn.functional.mse_loss(_outputs(net, batch, self.head_only), batch["y"])
             if not torch.isfinite(loss):
                 result = "skipped"
                 break
@@ -244,7 +250,7 @@ class Learner:
         self.optimizer.zero_grad(set_to_none=True)
         after = math.nan
         if result is None:
-            after_each = _window_losses(net, hold)
+            after_each = _window_losses(net, hold, self.head_only)
             after = float(after_each.mean())
             result = "applied" if _better(after_each, before_each, config.margin) else "rolled_back"
         if result != "applied":

@@ -80,11 +80,13 @@ class _Stream:
     dts: deque = field(default_factory=deque)
     seen: deque = field(default_factory=deque)  # whether each row's targets were observed
     pending: deque = field(default_factory=deque)  # scaled forecasts made, newest last
+    feats: deque = field(default_factory=deque)  # the head's input at each row but the newest
 
 
 class _Stepper:
     """One step of a task network (`FromLastValue` over a liquid or recurrent net) with a
-    carried state: `(x (B, C), dt (B,), state) -> (out (B, horizon * n_targets), state)`."""
+    carried state: `(x (B, C), dt (B,) or a number, state) -> (out (B, horizon * n_targets),
+    state, feature)`, the feature being the head's input."""
 
     def __init__(self, net: torch.nn.Module):
         if not isinstance(net, _models.FromLastValue):
@@ -102,11 +104,19 @@ class _Stepper:
         h = torch.zeros(batch, hidden)
         return (h, torch.zeros(batch, hidden)) if isinstance(inner.rnn, torch.nn.LSTM) else h
 
-    def __call__(self, x: Tensor, dt: Tensor, state):
+    def __call__(self, x: Tensor, dt: Tensor | float, state):
         inner = self.inner
         if isinstance(inner, _models.LiquidNet):
-            y, state = inner.rnn.step(x, state, dt)
+            rnn = inner.rnn
+            fused = rnn._fused()
+            if fused is None:
+                y, state = rnn.step(x, state, dt)
+            else:  # the layer's own fused step, without its per-call argument checks
+                y, state = fused.step(rnn.rnn_cell, x, state, dt)
+                if rnn.proj_size is not None:
+                    y = rnn.fc(y)
         else:
+            dt = dt if isinstance(dt, Tensor) else torch.full((x.shape[0],), dt)
             inp = torch.cat([x, dt.unsqueeze(-1)], dim=-1).unsqueeze(1)  # (B, 1, C + 1)
             if isinstance(state, tuple):
                 out, (h, c) = inner.rnn(inp, (state[0].unsqueeze(0), state[1].unsqueeze(0)))
@@ -115,8 +125,10 @@ class _Stepper:
                 out, h = inner.rnn(inp, state.unsqueeze(0))
                 state = h[0]
             y = out[:, -1]
-        last = x[:, self.net.target_index].repeat(1, self.net.horizon)
-        return last + inner.head(y), state
+        last = x[:, self.net.target_index]
+        if self.net.horizon > 1:
+            last = last.repeat(1, self.net.horizon)
+        return inner.head(y) + last, state, y
 
 
 def _stack(states: list):
@@ -147,6 +159,7 @@ class StreamPredictor:
         self.model = model = copy.deepcopy(model)  # online updates never touch the caller's
         self.config = _adapt.AdaptConfig.parse(adapt, **adapt_fields)
         self.stepper = _Stepper(model.net)
+        self._zeros = _row(self.stepper.zeros(1), 0)
         self.learner = None
         if self.config.policy != "off":
             self.learner = _adapt.Learner(model.net, self.config)  # fails early: no params
@@ -329,25 +342,38 @@ class StreamPredictor:
             q.append(v)
             while len(q) > size:
                 q.popleft()
+        if self.learner is None:
+            return  # windows feed only the online updates
         if len(s.rows) == size and all(list(s.seen)[self.lookback :]):
             rows = np.stack(s.rows)
-            y = rows[self.lookback :, self.target_index].reshape(-1)  # step-major
-            x, dts = rows[: self.lookback], np.asarray(list(s.dts)[: self.lookback], np.float32)
-            self.buffer.add(x, dts, y.astype(np.float32), self.readings)
+            end = self.lookback - 1  # the window's last input row
+            self.buffer.add(
+                x=rows[: self.lookback],
+                dt=np.asarray(list(s.dts)[: self.lookback], np.float32),
+                y=rows[self.lookback :, self.target_index].reshape(-1),  # step-major
+                step=self.readings,
+                feature=s.feats[end],
+                last=np.tile(rows[end, self.target_index], self.horizon),
+            )
 
     def _forward(self, live: list) -> None:
-        x = torch.as_tensor(np.stack([row for _, _, row, _ in live]))
-        dt = torch.tensor([dt for *_, dt in live], dtype=torch.float32)
-        zeros = _row(self.stepper.zeros(1), 0)
+        x = torch.from_numpy(np.stack([row for _, _, row, _ in live]))
+        dts = [dt for *_, dt in live]
+        # one number when all streams share it: the kernels' cheaper constant-timespan path
+        dt = dts[0] if len(set(dts)) == 1 else torch.tensor(dts, dtype=torch.float32)
+        zeros = self._zeros
         state = _stack([s.state if s.state is not None else zeros for _, s, _, _ in live])
         with torch.no_grad():
-            out, state = self.stepper(x, dt, state)
+            out, state, feature = self.stepper(x, dt, state)
         out = out.numpy().reshape(len(live), self.horizon, len(self.targets))
+        feature = feature.numpy()
         for i, (step, s, _, _) in enumerate(live):
             s.state = _row(state, i)
-            s.pending.append(out[i])
-            while len(s.pending) > self.horizon:
-                s.pending.popleft()
+            keep = self.lookback + self.horizon - 1
+            for q, value, size in ((s.pending, out[i], self.horizon), (s.feats, feature[i], keep)):
+                q.append(value)
+                while len(q) > size:
+                    q.popleft()
             step.forecast = self._unscale(out[i])
 
     def _maybe_update(self) -> str | None:
@@ -397,6 +423,8 @@ class StreamPredictor:
                 tensors[f"s{k}.rows"] = np.stack(s.rows)
             if s.pending:
                 tensors[f"s{k}.pending"] = np.stack(s.pending)
+            if s.feats:
+                tensors[f"s{k}.feats"] = np.stack(s.feats)
             if s.filled is not None:
                 tensors[f"s{k}.filled"] = s.filled
             streams.append(
@@ -462,6 +490,7 @@ class StreamPredictor:
             s.filled = tensors.get(f"s{k}.filled")
             s.rows = deque(tensors.get(f"s{k}.rows", ()))
             s.pending = deque(tensors.get(f"s{k}.pending", ()))
+            s.feats = deque(tensors.get(f"s{k}.feats", ()))
             s.dts, s.seen = deque(info["dts"]), deque(info["seen"])
             self.streams[info["id"]] = s
         buffer = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}
