@@ -45,3 +45,15 @@ def test_naive_repeats_the_last_value_and_seasonal_naive_the_last_season():
 def test_unknown_models_are_named():
     with pytest.raises(ValueError, match="unknown model 'cfcc'; choose one of: cfc, ltc"):
         models.build("cfcc", n_inputs=1, n_outputs=1)
+
+
+@pytest.mark.parametrize("name", ["cfc", "ltc-ncp", "lstm"])
+def test_the_seed_fixes_the_initial_weights(name):
+    before = torch.random.get_rng_state()
+    a = models.build(name, n_inputs=3, n_outputs=2, units=8, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the caller's RNG is untouched
+    torch.rand(7)  # whatever the global RNG does in between
+    b = models.build(name, n_inputs=3, n_outputs=2, units=8, seed=4)
+    c = models.build(name, n_inputs=3, n_outputs=2, units=8, seed=5)
+    same = lambda m, n: all(torch.equal(p, q) for p, q in zip(m.parameters(), n.parameters()))  # noqa: E731
+    assert same(a, b) and not same(a, c)

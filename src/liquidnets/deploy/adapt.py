@@ -204,13 +204,21 @@ class Learner:
         self.head_only = config.params == "head" and hasattr(net, "net")
         self.optimizer = torch.optim.Adam(self.params, lr=min(config.lr, MAX_LR))
         self.rng = np.random.default_rng(config.seed)
+        self.previous: list[torch.Tensor] | None = None  # the weights the last update replaced
+
+    def _set(self, values: list[torch.Tensor]) -> None:
+        with torch.no_grad():
+            for p, v in zip(self.params, values):
+                p.copy_(v)
 
     def update(self, buffer: ReplayBuffer) -> dict:
         """One guarded update from `buffer`: gradient steps on its older windows, checked on
         the newest `holdout` fraction (up to a window's length of windows between them is left
         out, as consecutive windows share rows). Returns what happened: `result` is `applied`,
-        `rolled_back` (the held-out loss got worse), `skipped` (a non-finite loss) or
-        `too_few` (not enough windows), with the held-out losses before and after, the
+        `rolled_back` (the held-out loss did not improve enough), `reverted` (the weights the
+        last applied update replaced are now better on the newest data, so they come back: an
+        update that looked good and went bad later is undone too), `skipped` (a non-finite
+        loss) or `too_few` (not enough windows), with the held-out losses before and after, the
         gradient steps taken and the milliseconds spent. Whatever is not applied is undone,
         the optimiser's state included."""
         config, net, params = self.config, self.net, self.params
@@ -231,6 +239,20 @@ class Learner:
         net.eval()
         before_each = _window_losses(net, hold, self.head_only)
         before = float(before_each.mean())
+        if self.previous is not None:
+            self._set(self.previous)
+            earlier = _window_losses(net, hold, self.head_only)
+            if _better(earlier, before_each, config.margin):
+                self.previous = None
+                return {
+                    "result": "reverted",
+                    "before": before,
+                    "after": float(earlier.mean()),
+                    "steps": 0,
+                    "windows": n,
+                    "ms": (time.perf_counter() - start) * 1000,
+                }
+            self._set(saved)
         taken, result = 0, None
         for _ in range(config.steps):
             size = min(config.batch_size, n_train)
@@ -253,10 +275,10 @@ class Learner:
             after_each = _window_losses(net, hold, self.head_only)
             after = float(after_each.mean())
             result = "applied" if _better(after_each, before_each, config.margin) else "rolled_back"
-        if result != "applied":
-            with torch.no_grad():
-                for p, s in zip(params, saved):
-                    p.copy_(s)
+        if result == "applied":
+            self.previous = saved
+        else:
+            self._set(saved)
             self.optimizer.load_state_dict(saved_opt)
         return {
             "result": result,
@@ -268,9 +290,12 @@ class Learner:
         }
 
     def state(self) -> tuple[dict[str, np.ndarray], dict]:
-        """The optimiser's moments as arrays and the rest (steps, sampling RNG) as JSON."""
+        """The optimiser's moments and the replaced weights as arrays, the rest (steps,
+        sampling RNG) as JSON."""
         arrays, steps = {}, []
         for i, p in enumerate(self.params):
+            if self.previous is not None:
+                arrays[f"previous.{i}"] = self.previous[i].numpy()
             st = self.optimizer.state.get(p)
             steps.append(None if not st else float(st["step"]))
             if st:
@@ -287,3 +312,7 @@ class Learner:
                     "exp_avg_sq": torch.as_tensor(arrays[f"adam.{i}.exp_avg_sq"]).clone(),
                 }
         self.rng.bit_generator.state = meta["rng"]
+        if "previous.0" in arrays:
+            self.previous = [
+                torch.as_tensor(arrays[f"previous.{i}"]).clone() for i in range(len(self.params))
+            ]

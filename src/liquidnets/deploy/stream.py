@@ -60,7 +60,7 @@ class Step:
             before (None for a stream's first reading, or a missing target).
         drift: a drift was detected at this reading.
         update: the online update made right after this call's readings: `applied`,
-            `rolled_back`, `skipped`, or None when there was none.
+            `rolled_back`, `reverted`, `skipped`, or None when there was none.
     """
 
     stream: str

@@ -155,8 +155,15 @@ def build(
         target_index, horizon, season: what the naive models repeat (see `NaiveNet`).
         budget: the parameter count an `lstm`/`gru` baseline should match; None: a liquid
             `cfc` of `units` neurons.
-        seed: the NCP wiring's seed.
+        seed: seeds the initial weights and the NCP wiring, so that the same arguments give
+            the same network (the global torch RNG is left as it was).
     """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed)
+
+
+def _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed):
     if name in LIQUID:
         return LiquidNet(name, n_inputs, n_outputs, units, seed=seed)
     if name in RECURRENT:
