@@ -118,3 +118,33 @@ def test_multi_gpu_commands_use_real_options():
         ctx = train.make_context("train", args, resilient_parsing=True)
         assert ctx.params["strategy"] == "ddp" and ctx.params["devices"] == "4"
         assert isinstance(ctx, click.Context)
+
+
+def test_adaptation_command_runs(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    commands = [
+        shlex.split(line)
+        for kind, body in FENCE.findall(section("Adapting after deployment"))
+        if kind == "bash"
+        for line in body.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert [c[:2] for c in commands] == [["liquidnets", "stream"]]
+    # the run it streams through: the workflow section's first command, briefly trained
+    train = shlex.split(
+        "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
+        "--max-epochs 3 --no-baselines --out runs/co2"
+    )
+    cli = build_cli()
+    assert CliRunner().invoke(cli, train).exit_code == 0
+    for command in commands:
+        result = CliRunner().invoke(cli, command[1:])
+        assert result.exit_code == 0, (command, result.output)
+        assert "mean absolute one-step error: adaptive" in result.output
+    assert (tmp_path / "runs" / "co2-stream.csv").is_file()
