@@ -149,10 +149,11 @@ class ReplayBuffer:
         """Forget the windows completed before reading `step` (they predate a drift)."""
         self.items = deque((i for i in self.items if i["step"] >= step), maxlen=self.capacity)
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, keys=FIELDS) -> dict[str, np.ndarray]:
+        """The fields `keys` of every window, stacked (an empty dict when there are none)."""
         if not self.items:
             return {}
-        return {k: np.stack([np.asarray(i[k]) for i in self.items]) for k in self.FIELDS}
+        return {k: np.stack([np.asarray(i[k]) for i in self.items]) for k in keys}
 
     @classmethod
     def from_arrays(cls, capacity: int, arrays: dict[str, np.ndarray]) -> ReplayBuffer:
@@ -225,13 +226,12 @@ class Learner:
         start = time.perf_counter()
         n = len(buffer)
         n_hold = max(1, round(config.holdout * n))
-        arrays = buffer.arrays()
-        gap = min(arrays["x"].shape[1], max(0, n - 2 * n_hold)) if n else 0
+        gap = min(len(buffer.items[0]["x"]), max(0, n - 2 * n_hold)) if n else 0
         n_train = n - n_hold - gap
         if n_train < 1:
             return {"result": "too_few", "windows": n}
         keys = ("feature", "last", "y") if self.head_only else ("x", "dt", "y")
-        tensors = {k: torch.as_tensor(arrays[k]) for k in keys}
+        tensors = {k: torch.as_tensor(v) for k, v in buffer.arrays(keys).items()}
         hold = {k: v[n - n_hold :] for k, v in tensors.items()}
         train = {k: v[:n_train] for k, v in tensors.items()}
         saved = [p.detach().clone() for p in params]
