@@ -1,13 +1,15 @@
 """After training: serving live readings and learning from them (`StreamPredictor`), with drift
-detectors and guarded online updates. Needs the `workflow` extra (the model comes from a
+detectors and guarded online updates; exporting step models for the edge (`export`). Needs the `workflow` extra (the model comes from a
 `Forecaster`); river's detectors need the `drift` extra."""
 
 from liquidnets.deploy.adapt import AdaptConfig
 from liquidnets.deploy.drift import PageHinkley, RiverDetector, make_detector
+from liquidnets.deploy.export import export
 from liquidnets.deploy.stream import Step, StreamPredictor
 
 __all__ = [
     "AdaptConfig",
+    "export",
     "PageHinkley",
     "RiverDetector",
     "make_detector",

@@ -1,0 +1,205 @@
+"""Export a liquid network as a *step model* for the edge: `(x, h, dt) -> (y, h_next)`, one
+reading at a time, as an `.onnx` file (onnxruntime) or an `.npz` file (`liquidnets.runtime`,
+numpy only), each with a JSON sidecar that says what a device needs: sizes, names, the input
+scaling of a trained forecaster.
+
+The step is the unit of export, not a whole sequence: a sequence export would freeze its
+length, while a step model streams any number of readings with any time steps. The exported
+math is the readable cells' (`liquidnets.cells`), checked against PyTorch by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from liquidnets.cells import CfCCell, LTCCell, WiredCfCCell
+from liquidnets.io.atomic import new_file
+from liquidnets.layers import LTC, CfC
+
+FORMAT = "liquidnets-step"
+VERSION = 1
+OPSET = 17  # pinned: the ONNX operator set every exported file uses
+
+
+class StepModule(nn.Module):
+    """One step of a `CfC`/`LTC` layer (mixed memory and projection included), optionally
+    followed by a head: `forward(x (B, C), h (B, S), dt (B, 1)) -> (y, h_next)`. With mixed
+    memory the state is `[h | c]`, so every model has the same three inputs."""
+
+    def __init__(self, layer: CfC | LTC, head: nn.Module | None = None):
+        super().__init__()
+        self.layer, self.head = layer, head
+        self.cell_state = layer.state_size
+
+    def forward(self, x, h, dt):
+        layer = self.layer
+        if layer.use_mixed:
+            h, c = h[:, : self.cell_state], h[:, self.cell_state :]
+            h, c = layer.lstm(x, (h, c))
+        y, h = layer.rnn_cell(x, h, dt)
+        y = layer.fc(y)
+        if self.head is not None:
+            y = self.head(y)
+        return y, (torch.cat([h, c], dim=1) if layer.use_mixed else h)
+
+
+def _cell_config(cell) -> dict:
+    if isinstance(cell, WiredCfCCell):
+        motor = cell._motor_index
+        return {
+            "kind": "wired_cfc",
+            "mode": cell.mode,
+            "layer_sizes": list(cell.layer_sizes),
+            "motor_index": None if motor is None else [int(i) for i in motor],
+        }
+    if isinstance(cell, CfCCell):
+        return {
+            "kind": "cfc",
+            "mode": cell.mode,
+            "activation": cell.backbone_activation,
+            "backbone_layers": cell.backbone_layers,
+        }
+    if isinstance(cell, LTCCell):
+        return {
+            "kind": "ltc",
+            "solver": cell.solver.name,
+            "ode_unfolds": cell.ode_unfolds,
+            "epsilon": float(cell._epsilon),
+            "implicit_param_constraints": bool(cell._implicit_param_constraints),
+            "input_mapping": cell._input_mapping,
+            "output_mapping": cell._output_mapping,
+            "motor": cell.motor_size,
+        }
+    raise TypeError(f"cannot export a {type(cell).__name__}")
+
+
+def _resolve(model):
+    """(layer, head, forecaster or None) for a layer, a forecaster or a run folder."""
+    from liquidnets.tasks import models as _models
+
+    if isinstance(model, (str, Path)):
+        from liquidnets.tasks.run import RunError, load_run
+
+        settings, models = load_run(model)
+        if settings["task"] != "forecast":
+            raise RunError(f"{model}: a {settings['task']} run; export serves forecasters")
+        model = models[settings["model"]]
+    if isinstance(model, (CfC, LTC)):
+        return model, None, None
+    net = getattr(model, "net", None)
+    if isinstance(net, _models.FromLastValue) and isinstance(net.net, _models.LiquidNet):
+        return net.net.rnn, net.net.head, model
+    raise TypeError(
+        "export takes a CfC or LTC layer, a liquid Forecaster or a forecast run folder; "
+        f"got {type(model).__name__}"
+    )
+
+
+def _meta(layer, head, forecaster) -> dict:
+    cell_state = layer.state_size
+    out = layer.out_features if head is None else head.out_features
+    meta = {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "inputs": {"x": "(B, input_size)", "h": "(B, state_size)", "dt": "(B, 1)"},
+        "outputs": {"y": "(B, output_size)", "h_next": "(B, state_size)"},
+        "input_size": layer.input_size,
+        "state_size": 2 * cell_state if layer.use_mixed else cell_state,
+        "cell_state_size": cell_state,
+        "output_size": out,
+        "mixed_memory": bool(layer.use_mixed),
+        "cell": _cell_config(layer.rnn_cell),
+        "opset": OPSET,
+    }
+    if forecaster is not None:
+        spec = forecaster.spec
+        meta.update(
+            features=list(spec["columns"]),
+            targets=list(spec["targets"]),
+            target_index=[spec["columns"].index(t) for t in spec["targets"]],
+            horizon=forecaster.horizon,
+            time_unit=spec["time_unit"],
+            scaling={
+                "mean": forecaster.scaler.mean.tolist(),
+                "std": forecaster.scaler.std.tolist(),
+            },
+        )
+    return meta
+
+
+def _weights(layer, head) -> dict[str, np.ndarray]:
+    out = {}
+    for name, value in layer.rnn_cell.state_dict().items():
+        out[f"cell.{name}"] = value
+    if layer.use_mixed:
+        for name, value in layer.lstm.state_dict().items():
+            out[f"lstm.{name}"] = value
+    if isinstance(layer.fc, nn.Linear):
+        out["proj.weight"], out["proj.bias"] = layer.fc.weight, layer.fc.bias
+    if head is not None:
+        out["head.weight"], out["head.bias"] = head.weight, head.bias
+    return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in out.items()}
+
+
+def export(model, path, *, format: str | None = None, overwrite: bool = True) -> Path:
+    """Write the step model of `model` to `path`, and its sidecar to `<path>.json`.
+
+    Args:
+        model: a `CfC` or `LTC` layer (any wiring, mode, solver, mixed memory, projection), a
+            liquid `Forecaster`, or a forecast run folder (its main model).
+        path: the file to write: `.onnx` or `.npz`.
+        format: `onnx` or `numpy`; by default from the suffix.
+        overwrite: replace existing files (both are written beside their place and renamed).
+
+    Returns:
+        `path`.
+    """
+    path = Path(path)
+    format = format or {".onnx": "onnx", ".npz": "numpy"}.get(path.suffix)
+    if format not in ("onnx", "numpy"):
+        raise ValueError(f"{path}: say format='onnx' or 'numpy' (or use .onnx / .npz)")
+    sidecar = path.with_name(path.name + ".json")
+    if not overwrite and (path.exists() or sidecar.exists()):
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    layer, head, forecaster = _resolve(model)
+    meta = _meta(layer, head, forecaster)
+    with new_file(path) as tmp:
+        if format == "numpy":
+            with open(tmp, "wb") as f:
+                np.savez(f, **_weights(layer, head))
+        else:
+            _onnx(layer, head, meta, tmp)
+    with new_file(sidecar) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _onnx(layer, head, meta: dict, target: Path) -> None:
+    import warnings
+
+    from liquidnets import fast
+
+    step = StepModule(layer, head).eval()
+    B = 2  # a batch of 2 traces the batched branches; the batch axis is dynamic
+    args = (
+        torch.zeros(B, meta["input_size"]),
+        torch.zeros(B, meta["state_size"]),
+        torch.ones(B, 1),
+    )
+    with fast.disabled(), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on Python branches
+        torch.onnx.export(
+            step,
+            args,
+            str(target),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["x", "h", "dt"],
+            output_names=["y", "h_next"],
+            dynamic_axes={name: {0: "batch"} for name in ("x", "h", "dt", "y", "h_next")},
+        )

@@ -1,0 +1,313 @@
+"""Run exported liquid networks with numpy alone (or onnxruntime): no torch on the device.
+
+`liquidnets export` (or `liquidnets.deploy.export`) writes a *step model*: one step of a CfC or
+LTC layer, `(x, h, dt) -> (y, h_next)`, as an `.npz` file for this runtime or an `.onnx` file
+for onnxruntime, each with a JSON sidecar (`<file>.json`: sizes, names, input scaling). This
+module imports numpy only, and is a single file with no imports from the rest of the package,
+so it can be copied to a device on its own:
+
+    >>> import numpy as np, torch, tempfile
+    >>> from liquidnets import CfC
+    >>> from liquidnets.deploy import export
+    >>> path = export(CfC(3, 8), tempfile.mkdtemp() + "/cfc.npz")
+    >>> model = load(path)
+    >>> y = model.step(np.ones((2, 3), np.float32), dt=[0.5, 2.0])  # two streams
+    >>> y.shape, model.state.shape
+    ((2, 8), (2, 8))
+
+`step()` keeps one state row per stream (the batch rows); `reset()` forgets them. A model
+exported from a trained forecaster also applies the training's input scaling and maps its
+outputs back to the data's units, so a device feeds raw readings and reads forecasts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "liquidnets-step"
+VERSION = 1
+
+__all__ = ["load", "NumpyStep", "OnnxStep", "FORMAT"]
+
+
+# -- activations ------------------------------------------------------------------------------
+def _sigmoid(x):
+    # split by sign so that exp never overflows
+    out = np.empty_like(x)
+    pos = x >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
+    e = np.exp(x[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x).astype(x.dtype)
+
+
+_ERF = np.frompyfunc(math.erf, 1, 1)
+
+ACTIVATIONS = {
+    "lecun_tanh": lambda x: 1.7159 * np.tanh(0.666 * x),
+    "tanh": np.tanh,
+    "relu": lambda x: np.maximum(x, 0),
+    "silu": lambda x: x * _sigmoid(x),
+    "gelu": lambda x: (0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)).astype(x.dtype))),
+}
+
+
+def _linear(x, w, b=None):
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+# -- cells --------------------------------------------------------------------------------------
+class _CfC:
+    def __init__(self, w: dict, prefix: str, cfg: dict):
+        self.mode, self.act = cfg["mode"], ACTIVATIONS[cfg["activation"]]
+        self.backbone = [
+            (w[f"{prefix}backbone.{i}.weight"], w[f"{prefix}backbone.{i}.bias"])
+            for i in range(cfg["backbone_layers"])
+        ]
+        mask = w.get(f"{prefix}sparsity_mask")
+        head = lambda name: (  # noqa: E731
+            w[f"{prefix}{name}.weight"] * (mask if mask is not None else 1),
+            w[f"{prefix}{name}.bias"],
+        )
+        self.ff1 = head("ff1")
+        if self.mode == "pure":
+            self.w_tau, self.A = np.abs(w[f"{prefix}w_tau"]), w[f"{prefix}A"]
+        else:
+            self.ff2 = head("ff2")
+            self.ta = (w[f"{prefix}time_a.weight"], w[f"{prefix}time_a.bias"])
+            self.tb = (w[f"{prefix}time_b.weight"], w[f"{prefix}time_b.bias"])
+
+    def __call__(self, x, h, t):
+        z = np.concatenate([x, h], axis=1)
+        for W, b in self.backbone:
+            z = self.act(_linear(z, W, b))
+        f1 = _linear(z, *self.ff1)
+        if self.mode == "pure":
+            return -self.A * np.exp(-t * (self.w_tau + np.abs(f1))) * f1 + self.A
+        f1, f2 = np.tanh(f1), np.tanh(_linear(z, *self.ff2))
+        gate = _sigmoid(_linear(z, *self.ta) * t + _linear(z, *self.tb))
+        return f1 + gate * f2 if self.mode == "no_gate" else f1 * (1.0 - gate) + gate * f2
+
+
+class _WiredCfC:
+    def __init__(self, w: dict, cfg: dict):
+        self.sizes = cfg["layer_sizes"]
+        self.motor_index = cfg["motor_index"]
+        base = {"mode": cfg["mode"], "activation": "lecun_tanh", "backbone_layers": 0}
+        self.layers = [_CfC(w, f"cell.layer_{i}.", base) for i in range(len(self.sizes))]
+
+    def __call__(self, x, h, t):
+        states = np.split(h, np.cumsum(self.sizes)[:-1], axis=1)
+        new = []
+        for layer, s in zip(self.layers, states):
+            x = layer(x, s, t)
+            new.append(x)
+        state = np.concatenate(new, axis=1)
+        y = state[:, self.motor_index] if self.motor_index is not None else x
+        return y, state
+
+
+class _LTC:
+    def __init__(self, w: dict, cfg: dict):
+        g = lambda name: w[f"cell.{name}"]  # noqa: E731
+        pos = _softplus if cfg["implicit_param_constraints"] else (lambda p: p)
+        self.cfg = cfg
+        self.in_map, self.out_map = cfg["input_mapping"], cfg["output_mapping"]
+        self.input_w, self.input_b = w.get("cell.input_w"), w.get("cell.input_b")
+        self.output_w, self.output_b = w.get("cell.output_w"), w.get("cell.output_b")
+        self.sensory = (pos(g("sensory_w")) * g("sensory_sparsity_mask"), g("sensory_mu"),
+                        g("sensory_sigma"), g("sensory_erev"))  # fmt: skip
+        self.syn = (pos(g("w")) * g("sparsity_mask"), g("mu"), g("sigma"), g("erev"))
+        self.gleak, self.cm = pos(g("gleak")), pos(g("cm"))
+        self.a_leak = self.gleak * g("vleak")
+        self.eps = cfg["epsilon"]
+        self.unfolds, self.solver, self.motor = cfg["ode_unfolds"], cfg["solver"], cfg["motor"]
+
+    def _field(self, x):
+        w, mu, sigma, erev = self.sensory
+        s = w * _sigmoid((x[:, :, None] - mu) * sigma)  # (B, C, N)
+        a_in, b_in = (s * erev).sum(axis=1), s.sum(axis=1)
+        w, mu, sigma, erev = self.syn
+
+        def f(v):
+            syn = w * _sigmoid((v[:, :, None] - mu) * sigma)  # (B, N, N)
+            return self.a_leak + (syn * erev).sum(axis=1) + a_in, self.gleak + syn.sum(axis=1) + b_in
+
+        return f
+
+    def __call__(self, x, v, t):
+        if self.in_map in ("affine", "linear"):
+            x = x * self.input_w
+        if self.in_map == "affine":
+            x = x + self.input_b
+        f, cm, eps, h = self._field(x), self.cm, self.eps, t / self.unfolds
+
+        def d(v):
+            a, b = f(v)
+            return (a - b * v) / (cm + eps)
+
+        for _ in range(self.unfolds):
+            if self.solver == "fused":
+                a, b = f(v)
+                v = (cm * v + h * a) / (cm + h * (b + eps))
+            elif self.solver == "euler":
+                v = v + h * d(v)
+            elif self.solver == "midpoint":
+                v = v + h * d(v + 0.5 * h * d(v))
+            elif self.solver == "heun":
+                k1 = d(v)
+                v = v + 0.5 * h * (k1 + d(v + h * k1))
+            else:  # rk4
+                k1 = d(v)
+                k2 = d(v + 0.5 * h * k1)
+                k3 = d(v + 0.5 * h * k2)
+                k4 = d(v + h * k3)
+                v = v + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        y = v[:, : self.motor]
+        if self.out_map in ("affine", "linear"):
+            y = y * self.output_w
+        if self.out_map == "affine":
+            y = y + self.output_b
+        return y, v
+
+
+def _lstm(w: dict):
+    Wx, bx, Wh = w["lstm.input_map.weight"], w["lstm.input_map.bias"], w["lstm.recurrent_map.weight"]
+
+    def step(x, h, c):
+        g, i, f, o = np.split(_linear(x, Wx, bx) + h @ Wh.T, 4, axis=1)
+        c = c * _sigmoid(f + 1.0) + np.tanh(g) * _sigmoid(i)
+        return np.tanh(c) * _sigmoid(o), c
+
+    return step
+
+
+# -- models ---------------------------------------------------------------------------------------
+class _Streams:
+    """What both runtimes share: the state per stream and the sidecar's scaling."""
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+        self.input_size, self.state_size = meta["input_size"], meta["state_size"]
+        self.output_size = meta["output_size"]
+        scaling = meta.get("scaling")
+        self.scaling = None
+        if scaling:
+            self.scaling = {k: np.asarray(v, np.float32) for k, v in scaling.items()}
+        self.state: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Forget every stream's state (the next `step` starts from zeros)."""
+        self.state = None
+
+    def step(self, x, dt=1.0) -> np.ndarray:
+        """Advance every stream by one reading.
+
+        Args:
+            x: `(B, input_size)` (B streams) or `(input_size,)`; raw readings when the model
+                carries a scaling (a forecaster's), else the layer's inputs.
+            dt: elapsed time since each stream's previous reading: a number or `(B,)`.
+
+        Returns:
+            `(B, output_size)` (or `(output_size,)`), in the data's units for a forecaster.
+        """
+        x = np.asarray(x, np.float32)
+        single = x.ndim == 1
+        x = x.reshape(1, -1) if single else x
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"x must be (B, {self.input_size}); got {np.shape(x)}")
+        B = x.shape[0]
+        dt = np.broadcast_to(np.asarray(dt, np.float32).reshape(-1, 1), (B, 1)).copy()
+        if not np.all(np.isfinite(dt)) or np.any(dt < 0):
+            raise ValueError("dt must be finite and non-negative")
+        if self.state is None or self.state.shape[0] != B:
+            self.state = np.zeros((B, self.state_size), np.float32)
+        raw = x
+        if self.scaling is not None:
+            x = (x - self.scaling["mean"]) / self.scaling["std"]
+        y, self.state = self._run(x.astype(np.float32), self.state, dt)
+        if self.scaling is not None:
+            index = self.meta["target_index"] * self.meta["horizon"]
+            # a forecaster predicts the change from the last reading of each target
+            y = y * self.scaling["std"][index] + raw[:, index]
+        return y[0] if single else y
+
+
+class NumpyStep(_Streams):
+    """A step model in numpy (`.npz` written by `export(..., format="numpy")`)."""
+
+    def __init__(self, weights: dict, meta: dict):
+        super().__init__(meta)
+        cfg = meta["cell"]
+        w = {k: v.astype(np.float32) for k, v in weights.items()}
+        kind = cfg["kind"]
+        if kind == "cfc":
+            self.cell = _CfC(w, "cell.", cfg)
+        elif kind == "wired_cfc":
+            self.cell = _WiredCfC(w, cfg)
+        elif kind == "ltc":
+            self.cell = _LTC(w, cfg)
+        else:
+            raise ValueError(f"unknown cell kind {kind!r} in this step model")
+        self.kind = kind
+        self.lstm = _lstm(w) if meta["mixed_memory"] else None
+        self.proj = (w["proj.weight"], w["proj.bias"]) if "proj.weight" in w else None
+        self.head = (w["head.weight"], w["head.bias"]) if "head.weight" in w else None
+
+    def _run(self, x, state, dt):
+        H = self.meta["cell_state_size"]
+        h, c = (state[:, :H], state[:, H:]) if self.lstm else (state, None)
+        if self.lstm:
+            h, c = self.lstm(x, h, c)
+        if self.kind == "cfc":
+            y = h = self.cell(x, h, dt)
+        else:
+            y, h = self.cell(x, h, dt)
+        if self.proj is not None:
+            y = _linear(y, *self.proj)
+        if self.head is not None:
+            y = _linear(y, *self.head)
+        state = np.concatenate([h, c], axis=1) if self.lstm else h
+        return y.astype(np.float32), state.astype(np.float32)
+
+
+class OnnxStep(_Streams):
+    """A step model in onnxruntime (`.onnx` written by `export(..., format="onnx")`)."""
+
+    def __init__(self, path: Path, meta: dict):
+        import onnxruntime as ort
+
+        super().__init__(meta)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def _run(self, x, state, dt):
+        y, h = self.session.run(["y", "h_next"], {"x": x, "h": state, "dt": dt})
+        return y, h
+
+
+def load(path) -> NumpyStep | OnnxStep:
+    """The step model at `path` (`.npz`: the numpy runtime; `.onnx`: onnxruntime), with its
+    sidecar `<path>.json`."""
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".json")
+    if not sidecar.is_file():
+        raise ValueError(f"{path}: no sidecar {sidecar.name} beside it")
+    meta = json.loads(sidecar.read_text())
+    if meta.get("format") != FORMAT or meta.get("format_version", 99) > VERSION:
+        raise ValueError(f"{sidecar}: not a step model this runtime can read")
+    if path.suffix == ".onnx":
+        return OnnxStep(path, meta)
+    with np.load(path, allow_pickle=False) as data:
+        weights = {k: data[k] for k in data.files}
+    return NumpyStep(weights, meta)
