@@ -56,7 +56,7 @@ ACTIVATIONS = {
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0),
     "silu": lambda x: x * _sigmoid(x),
-    "gelu": lambda x: (0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)).astype(x.dtype))),
+    "gelu": lambda x: 0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)).astype(x.dtype)),
 }
 
 
@@ -140,7 +140,9 @@ class _LTC:
 
         def f(v):
             syn = w * _sigmoid((v[:, :, None] - mu) * sigma)  # (B, N, N)
-            return self.a_leak + (syn * erev).sum(axis=1) + a_in, self.gleak + syn.sum(axis=1) + b_in
+            return self.a_leak + (syn * erev).sum(axis=1) + a_in, self.gleak + syn.sum(
+                axis=1
+            ) + b_in
 
         return f
 
@@ -181,7 +183,11 @@ class _LTC:
 
 
 def _lstm(w: dict):
-    Wx, bx, Wh = w["lstm.input_map.weight"], w["lstm.input_map.bias"], w["lstm.recurrent_map.weight"]
+    Wx, bx, Wh = (
+        w["lstm.input_map.weight"],
+        w["lstm.input_map.bias"],
+        w["lstm.recurrent_map.weight"],
+    )
 
     def step(x, h, c):
         g, i, f, o = np.split(_linear(x, Wx, bx) + h @ Wh.T, 4, axis=1)

@@ -1,0 +1,211 @@
+"""Step models for the edge: exported to ONNX and to .npz, run by onnxruntime and by the numpy
+runtime, they match PyTorch over 1,000 streamed steps with irregular time steps, for every
+cell; the numpy runtime needs nothing but numpy."""
+
+import json
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from liquidnets import LTC, CfC, runtime
+from liquidnets.deploy import StreamPredictor, export
+from liquidnets.wirings import NCP, AutoNCP
+
+C = 3
+CELLS = {
+    "cfc": lambda: CfC(C, 16),
+    "cfc_no_gate_silu_2layers": lambda: CfC(
+        C, 12, mode="no_gate", activation="silu", backbone_layers=2
+    ),
+    "cfc_pure": lambda: CfC(C, 16, mode="pure"),
+    "cfc_gelu_no_backbone": lambda: CfC(C, 8, activation="gelu", backbone_layers=0),
+    "cfc_relu": lambda: CfC(C, 8, activation="relu", backbone_units=32),
+    "cfc_autoncp": lambda: CfC(C, AutoNCP(16, 4)),
+    "cfc_ncp_pure": lambda: CfC(C, NCP(3, 3, 2, 2, 2, 2, 2), mode="pure"),
+    "cfc_mixed_proj": lambda: CfC(C, 16, mixed_memory=True, proj_size=5),
+    "ltc": lambda: LTC(C, 16),
+    "ltc_autoncp_rk4": lambda: LTC(C, AutoNCP(12, 3), solver="rk4", ode_unfolds=2),
+    "ltc_midpoint": lambda: LTC(C, 8, solver="midpoint", ode_unfolds=3),
+    "ltc_heun_proj": lambda: LTC(C, 8, solver="heun", ode_unfolds=2, proj_size=2),
+    "ltc_euler_linear_explicit": lambda: LTC(
+        C,
+        8,
+        solver="euler",
+        ode_unfolds=4,
+        input_mapping="linear",
+        output_mapping=None,
+        implicit_param_constraints=False,
+    ),
+    "ltc_mixed": lambda: LTC(C, 10, mixed_memory=True),
+}
+FORMATS = ["npz", "onnx"]
+
+
+def streamed(model, x, dt):
+    """PyTorch's outputs for `x (T, B, C)`, `dt (T, B)`: one call over the whole sequence
+    (equal to stepping, as tests of the layers check)."""
+    with torch.no_grad():
+        out, _ = model(torch.as_tensor(x).transpose(0, 1), timespans=torch.as_tensor(dt).T)
+    return out.transpose(0, 1).numpy()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", CELLS)
+def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = CELLS[name]().eval()
+    rng = np.random.default_rng(1)
+    T, B = 1000, 2
+    x = rng.standard_normal((T, B, C)).astype(np.float32)
+    # the low-order explicit solvers are only stable for small steps; the rest take long gaps
+    scale = 0.1 if any(s in name for s in ("euler", "midpoint", "heun")) else 1.0
+    dt = (scale * rng.choice([0.1, 0.5, 1.0, 2.5], (T, B))).astype(np.float32)
+    path = export(model, tmp_path / f"{name}.{fmt}")
+    step = runtime.load(path)
+    got = np.stack([step.step(x[t], dt[t]) for t in range(T)])
+    np.testing.assert_allclose(got, streamed(model, x, dt), rtol=1e-5, atol=1e-5)
+    # a second pass after reset() repeats the first
+    step.reset()
+    again = np.stack([step.step(x[t], dt[t]) for t in range(5)])
+    np.testing.assert_array_equal(again, got[:5])
+
+
+def test_the_comparison_is_not_vacuous(tmp_path):
+    model = CfC(C, 8).eval()
+    path = export(model, tmp_path / "m.npz")
+    with np.load(path) as data:
+        weights = {k: data[k] for k in data.files}
+    weights["cell.ff1.bias"] = weights["cell.ff1.bias"] + 1e-3
+    np.savez(path, **weights)
+    x = np.ones((20, 1, C), np.float32)
+    dt = np.ones((20, 1), np.float32)
+    got = np.stack([runtime.load(path).step(x[t], dt[t]) for t in range(1)])
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(got, streamed(model, x[:1], dt[:1]), rtol=1e-5, atol=1e-5)
+
+
+def test_sidecar_and_files(tmp_path):
+    model = CfC(C, AutoNCP(10, 2), mixed_memory=True)
+    path = export(model, tmp_path / "ncp.onnx")
+    meta = json.loads((tmp_path / "ncp.onnx.json").read_text())
+    assert meta["format"] == "liquidnets-step" and meta["opset"] == 17
+    assert (meta["input_size"], meta["state_size"], meta["output_size"]) == (C, 20, 2)
+    assert meta["inputs"].keys() == {"x", "h", "dt"} and meta["outputs"].keys() == {"y", "h_next"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ncp.onnx", "ncp.onnx.json"]
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(path))  # one file: no external data
+    assert [i.name for i in graph.graph.input] == ["x", "h", "dt"]
+    assert [o.name for o in graph.graph.output] == ["y", "h_next"]
+    assert graph.opset_import[0].version == 17
+    assert graph.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    with pytest.raises(FileExistsError):
+        export(model, path, overwrite=False)
+    with pytest.raises(ValueError, match="format='onnx' or 'numpy'"):
+        export(model, tmp_path / "m.bin")
+    with pytest.raises(TypeError, match="takes a CfC or LTC layer"):
+        export(torch.nn.LSTM(3, 4), tmp_path / "m.npz")
+
+
+def test_bad_steps_are_one_line(tmp_path):
+    step = runtime.load(export(CfC(C, 4), tmp_path / "m.npz"))
+    with pytest.raises(ValueError, match=r"x must be \(B, 3\)"):
+        step.step(np.ones(4))
+    with pytest.raises(ValueError, match="dt must be finite and non-negative"):
+        step.step(np.ones(C), dt=-1.0)
+    with pytest.raises(ValueError, match="no sidecar"):
+        runtime.load(tmp_path / "other.npz")
+
+
+def test_a_forecaster_exports_with_its_scaling(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("lightning")
+    from liquidnets.tasks import Forecaster
+
+    t = np.arange(300.0)
+    frame = pd.DataFrame({"t": t, "temp": 20 + 3 * np.sin(t / 9), "load": 50 + 10 * np.cos(t / 7)})
+    train = {"max_epochs": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
+    model = Forecaster("cfc", lookback=12, horizon=2, units=8, train=train)
+    model.fit(frame, targets="temp", time="t")
+    live = StreamPredictor(model)
+    rows = frame[model.spec["columns"]].to_numpy(np.float32)
+    expected = [live.update(r, timestamp=k).forecast.reshape(-1) for k, r in enumerate(rows[:50])]
+    for fmt in FORMATS:
+        if fmt == "onnx" and not _has("onnxruntime"):
+            continue
+        step = runtime.load(export(model, tmp_path / f"f.{fmt}"))
+        assert step.meta["features"] == model.spec["columns"] and step.meta["horizon"] == 2
+        got = [step.step(r, dt=1.0) for r in rows[:50]]  # raw readings in, degrees out
+        np.testing.assert_allclose(np.stack(got), np.stack(expected), rtol=1e-4, atol=1e-4)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+RUN_WITHOUT_TORCH = """
+import importlib.util, sys
+import numpy as np
+sys.modules["torch"] = None  # any import of torch fails
+spec = importlib.util.spec_from_file_location("runtime", sys.argv[1])
+runtime = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runtime)
+step = runtime.load(sys.argv[2])
+x = np.load(sys.argv[3])
+out = np.stack([step.step(x[t], dt=0.5) for t in range(len(x))])
+np.save(sys.argv[4], out)
+print("torch" in sys.modules and sys.modules["torch"] is not None)
+"""
+
+
+def _numpy_only_run(python: str, tmp_path: Path):
+    model = LTC(C, AutoNCP(10, 2)).eval()
+    path = export(model, tmp_path / "ltc.npz")
+    x = np.random.default_rng(0).standard_normal((30, 2, C)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    script = tmp_path / "run.py"
+    script.write_text(RUN_WITHOUT_TORCH)
+    source = Path(runtime.__file__)
+    result = subprocess.run(
+        [python, str(script), str(source), str(path), str(tmp_path / "x.npy"),
+         str(tmp_path / "y.npy")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+    expected = streamed(model, x, np.full((30, 2), 0.5, np.float32))
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_runtime_never_imports_torch(tmp_path):
+    _numpy_only_run(sys.executable, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_clean_environment_with_only_numpy(tmp_path):
+    """A fresh virtual environment, numpy installed and nothing else: the runtime file runs an
+    exported model there and matches PyTorch."""
+    env_dir = tmp_path / "env"
+    venv.create(env_dir, with_pip=True)
+    python = str(env_dir / "bin" / "python")
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "numpy"], capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    if install.returncode != 0:
+        pytest.skip(f"numpy cannot be installed here: {install.stderr.strip()[-200:]}")
+    listed = subprocess.run(
+        [python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True
+    )
+    names = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "torch" not in names and "numpy" in names
+    _numpy_only_run(python, tmp_path)
