@@ -209,3 +209,27 @@ def test_a_clean_environment_with_only_numpy(tmp_path):
     names = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert "torch" not in names and "numpy" in names
     _numpy_only_run(python, tmp_path)
+
+
+def test_the_export_command(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("lightning")
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    t = np.arange(200.0)
+    pd.DataFrame({"t": t, "temp": np.sin(t / 9)}).to_csv(tmp_path / "d.csv", index=False)
+    cli, run = build_cli(), tmp_path / "run"
+    args = ["train", "--data", str(tmp_path / "d.csv"), "--time", "t", "--target", "temp"]
+    args += ["--lookback", "8", "--units", "6", "--max-epochs", "1", "--no-baselines"]
+    assert CliRunner().invoke(cli, [*args, "--out", str(run)]).exit_code == 0
+    for source in (run, run / "models" / "cfc"):  # a run folder, or a saved model
+        out = tmp_path / "m.npz"
+        result = CliRunner().invoke(cli, ["export", str(source), "--out", str(out), "--overwrite"])
+        assert result.exit_code == 0, result.output
+        assert runtime.load(out).meta["targets"] == ["temp"]
+    again = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
+    assert again.exit_code != 0 and "exists" in again.output
+    bad = CliRunner().invoke(cli, ["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
+    assert bad.exit_code != 0 and "not a run folder" in bad.output

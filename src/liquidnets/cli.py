@@ -317,6 +317,24 @@ def _workflow_commands(cli, click) -> None:
         click.echo(result["table"])
         click.echo(f"\nwrote {out}")
 
+    @cli.command(epilog="\b\nExample:\n    liquidnets export runs/co2 --format onnx --out co2.onnx")
+    @click.argument("source", type=click.Path(file_okay=False))
+    @click.option(
+        "--format", "format_", type=click.Choice(["onnx", "numpy"]), default=None,
+        help="onnx (onnxruntime) or numpy (liquidnets.runtime); default: from --out's suffix.",
+    )  # fmt: skip
+    @click.option("--out", required=True, help="The step model to write (.onnx or .npz).")
+    @click.option("--overwrite", is_flag=True, help="Replace existing files.")
+    def export(source, format_, out, overwrite):
+        """Export the model of a run folder (or a saved model folder) as a step model for the
+        edge, (x, h, dt) -> (y, h_next), with a JSON sidecar (<out>.json) holding the sizes,
+        names and input scaling a device needs."""
+        from liquidnets.deploy.export import export as export_model
+
+        with guard():
+            path = export_model(source, out, format=format_, overwrite=overwrite)
+        click.echo(f"wrote {path} and {path}.json")
+
 
 def _is_number(text: str) -> bool:
     try:

@@ -83,12 +83,16 @@ def _resolve(model):
     from liquidnets.tasks import models as _models
 
     if isinstance(model, (str, Path)):
+        from liquidnets.tasks.forecast import Forecaster
         from liquidnets.tasks.run import RunError, load_run
 
-        settings, models = load_run(model)
-        if settings["task"] != "forecast":
-            raise RunError(f"{model}: a {settings['task']} run; export serves forecasters")
-        model = models[settings["model"]]
+        if (Path(model) / "model.safetensors").is_file():  # a saved model (Forecaster.save)
+            model = Forecaster.load(model)
+        else:
+            settings, models = load_run(model)
+            if settings["task"] != "forecast":
+                raise RunError(f"{model}: a {settings['task']} run; export serves forecasters")
+            model = models[settings["model"]]
     if isinstance(model, (CfC, LTC)):
         return model, None, None
     net = getattr(model, "net", None)
@@ -151,7 +155,8 @@ def export(model, path, *, format: str | None = None, overwrite: bool = True) ->
 
     Args:
         model: a `CfC` or `LTC` layer (any wiring, mode, solver, mixed memory, projection), a
-            liquid `Forecaster`, or a forecast run folder (its main model).
+            liquid `Forecaster`, a forecast run folder (its main model) or a model folder
+            saved by `Forecaster.save`.
         path: the file to write: `.onnx` or `.npz`.
         format: `onnx` or `numpy`; by default from the suffix.
         overwrite: replace existing files (both are written beside their place and renamed).
