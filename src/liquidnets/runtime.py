@@ -36,13 +36,8 @@ __all__ = ["load", "NumpyStep", "OnnxStep", "FORMAT"]
 
 # -- activations ------------------------------------------------------------------------------
 def _sigmoid(x):
-    # split by sign so that exp never overflows
-    out = np.empty_like(x)
-    pos = x >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-x[pos]))
-    e = np.exp(x[~pos])
-    out[~pos] = e / (1.0 + e)
-    return out
+    # the tanh form never overflows, and is one ufunc call
+    return 0.5 + 0.5 * np.tanh(0.5 * x)
 
 
 def _softplus(x):
@@ -67,35 +62,43 @@ def _linear(x, w, b=None):
 
 # -- cells --------------------------------------------------------------------------------------
 class _CfC:
+    """A CfC cell with its heads merged into one matrix `[f1 | f2 | t_a | t_b]` (transposed
+    once, masks applied), so a step is one matrix product per layer."""
+
     def __init__(self, w: dict, prefix: str, cfg: dict):
         self.mode, self.act = cfg["mode"], ACTIVATIONS[cfg["activation"]]
         self.backbone = [
-            (w[f"{prefix}backbone.{i}.weight"], w[f"{prefix}backbone.{i}.bias"])
+            (
+                np.ascontiguousarray(w[f"{prefix}backbone.{i}.weight"].T),
+                w[f"{prefix}backbone.{i}.bias"],
+            )
             for i in range(cfg["backbone_layers"])
         ]
         mask = w.get(f"{prefix}sparsity_mask")
-        head = lambda name: (  # noqa: E731
-            w[f"{prefix}{name}.weight"] * (mask if mask is not None else 1),
-            w[f"{prefix}{name}.bias"],
+        mask = 1 if mask is None else mask
+        names = ["ff1"] if self.mode == "pure" else ["ff1", "ff2", "time_a", "time_b"]
+        masked = {"ff1", "ff2"}
+        self.W = np.ascontiguousarray(
+            np.concatenate(
+                [w[f"{prefix}{n}.weight"] * (mask if n in masked else 1) for n in names]
+            ).T
         )
-        self.ff1 = head("ff1")
+        self.b = np.concatenate([w[f"{prefix}{n}.bias"] for n in names])
+        self.H = len(w[f"{prefix}ff1.bias"])
         if self.mode == "pure":
             self.w_tau, self.A = np.abs(w[f"{prefix}w_tau"]), w[f"{prefix}A"]
-        else:
-            self.ff2 = head("ff2")
-            self.ta = (w[f"{prefix}time_a.weight"], w[f"{prefix}time_a.bias"])
-            self.tb = (w[f"{prefix}time_b.weight"], w[f"{prefix}time_b.bias"])
 
     def __call__(self, x, h, t):
         z = np.concatenate([x, h], axis=1)
         for W, b in self.backbone:
-            z = self.act(_linear(z, W, b))
-        f1 = _linear(z, *self.ff1)
+            z = self.act(z @ W + b)
+        heads, H = z @ self.W + self.b, self.H
         if self.mode == "pure":
-            return -self.A * np.exp(-t * (self.w_tau + np.abs(f1))) * f1 + self.A
-        f1, f2 = np.tanh(f1), np.tanh(_linear(z, *self.ff2))
-        gate = _sigmoid(_linear(z, *self.ta) * t + _linear(z, *self.tb))
-        return f1 + gate * f2 if self.mode == "no_gate" else f1 * (1.0 - gate) + gate * f2
+            return -self.A * np.exp(-t * (self.w_tau + np.abs(heads))) * heads + self.A
+        ff = np.tanh(heads[:, : 2 * H])
+        gate = _sigmoid(heads[:, 2 * H : 3 * H] * t + heads[:, 3 * H :])
+        f1, f2 = ff[:, :H], ff[:, H:]
+        return f1 + gate * f2 if self.mode == "no_gate" else f1 + gate * (f2 - f1)
 
 
 class _WiredCfC:
@@ -215,7 +218,7 @@ class _Streams:
         """Forget every stream's state (the next `step` starts from zeros)."""
         self.state = None
 
-    def step(self, x, dt=1.0) -> np.ndarray:
+    def step(self, x, dt: float | np.ndarray = 1.0) -> np.ndarray:
         """Advance every stream by one reading.
 
         Args:
@@ -232,9 +235,14 @@ class _Streams:
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must be (B, {self.input_size}); got {np.shape(x)}")
         B = x.shape[0]
-        dt = np.broadcast_to(np.asarray(dt, np.float32).reshape(-1, 1), (B, 1)).copy()
-        if not np.all(np.isfinite(dt)) or np.any(dt < 0):
-            raise ValueError("dt must be finite and non-negative")
+        if isinstance(dt, (int, float)):
+            if not (math.isfinite(dt) and dt >= 0):
+                raise ValueError("dt must be finite and non-negative")
+            dt = np.full((B, 1), dt, np.float32)
+        else:
+            dt = np.broadcast_to(np.asarray(dt, np.float32).reshape(-1, 1), (B, 1)).copy()
+            if not np.all(np.isfinite(dt)) or np.any(dt < 0):
+                raise ValueError("dt must be finite and non-negative")
         if self.state is None or self.state.shape[0] != B:
             self.state = np.zeros((B, self.state_size), np.float32)
         raw = x
@@ -283,7 +291,7 @@ class NumpyStep(_Streams):
         if self.head is not None:
             y = _linear(y, *self.head)
         state = np.concatenate([h, c], axis=1) if self.lstm else h
-        return y.astype(np.float32), state.astype(np.float32)
+        return y.astype(np.float32, copy=False), state.astype(np.float32, copy=False)
 
 
 class OnnxStep(_Streams):
