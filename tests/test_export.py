@@ -233,3 +233,21 @@ def test_the_export_command(tmp_path):
     assert again.exit_code != 0 and "exists" in again.output
     bad = CliRunner().invoke(cli, ["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
     assert bad.exit_code != 0 and "not a run folder" in bad.output
+
+
+@pytest.mark.slow
+def test_the_edge_benchmark_runs(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "edge.py"
+    spec = importlib.util.spec_from_file_location("edge_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--quick", "--json", str(tmp_path / "edge.json")])
+    assert [r["model"] for r in report["rows"]] == list(bench.MODELS)
+    for row in report["rows"]:
+        assert {"ours eager", "onnxruntime", "numpy runtime"} <= set(row["latency_us"])
+        assert all(v > 0 for v in row["latency_us"].values())
+        assert 5 < row["peak_rss_mb"] < 200 and row["npz_kb"] > 0
+    assert "numpy-only process MB" in capsys.readouterr().out

@@ -1,0 +1,186 @@
+"""On the edge: size, latency per step and memory of exported step models, beside ncps eager.
+
+    python benchmarks/edge.py              # CfC-64, CfC on AutoNCP(64, 8), LTC-64; 1 thread
+    python benchmarks/edge.py --quick      # fewer repeats
+
+For each model (16 inputs): its parameter count and the size of its `.npz` and `.onnx` files;
+the latency of one step at batch 1 in ncps eager (its cell: ncps has no step API), in our
+eager `layer.step`, in onnxruntime and in the numpy runtime (`liquidnets.runtime`), measured
+interleaved (so that the machine's drift hits all alike), warmed up, median of repeats; and the
+peak resident memory of a process that only imports numpy and the runtime file, loads the
+model and streams 1,000 steps (torch cannot be imported there). Ratios are against ncps eager.
+
+Writes `results/edge.json` beside this script unless `--json` says where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from liquidnets import runtime
+from liquidnets.deploy import export
+
+RESULTS = Path(__file__).parent / "results"
+INPUTS = 16
+MODELS = {
+    "CfC-64": lambda lib, w: lib.CfC(INPUTS, 64),
+    "CfC-AutoNCP(64,8)": lambda lib, w: lib.CfC(INPUTS, w.AutoNCP(64, 8)),
+    "LTC-64": lambda lib, w: lib.LTC(INPUTS, 64),
+}
+# VmHWM, the peak resident memory of this process's own address space: getrusage's ru_maxrss
+# would carry over the (much larger) parent's peak across fork and exec
+RSS_SCRIPT = """
+import importlib.util, sys
+import numpy as np
+sys.modules["torch"] = None
+spec = importlib.util.spec_from_file_location("runtime", sys.argv[1])
+rt = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(rt)
+model = rt.load(sys.argv[2])
+x = np.ones((1, int(sys.argv[3])), np.float32)
+for _ in range(1000):
+    model.step(x, 1.0)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) / 1024)
+"""
+
+
+def _median_us(fn, number: int, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        out.append((time.perf_counter() - start) / number * 1e6)
+    return out
+
+
+def _fns(name: str, folder: Path) -> tuple[dict, dict]:
+    torch.manual_seed(0)
+    import liquidnets.wirings as our_wirings
+
+    ours = MODELS[name](sys.modules["liquidnets"], our_wirings).eval()
+    x = torch.ones(1, INPUTS)
+    fns, info = {}, {"parameters": sum(p.numel() for p in ours.parameters())}
+    try:
+        import ncps.torch
+        import ncps.wirings
+
+        ref = MODELS[name](ncps.torch, ncps.wirings).eval()
+        h_ref = torch.zeros(1, ref.state_size)
+        fns["ncps eager"] = lambda: ref.rnn_cell(x, h_ref, 1.0)
+    except ImportError:
+        pass
+    h = ours.init_state(1)
+    fns["ours eager"] = lambda: ours.step(x, h, 1.0)
+    xn = np.ones((1, INPUTS), np.float32)
+    for fmt, label in (("onnx", "onnxruntime"), ("npz", "numpy runtime")):
+        path = export(ours, folder / f"{name}.{fmt}")
+        info[f"{fmt}_kb"] = path.stat().st_size / 1024
+        if fmt == "onnx":
+            try:
+                step = runtime.load(path)
+            except ImportError:
+                continue
+        else:
+            step = runtime.load(path)
+        fns[label] = lambda step=step: step.step(xn, 1.0)
+    return fns, info
+
+
+def _peak_rss_mb(path: Path) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, runtime.__file__, str(path), str(INPUTS)],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": ""},
+    )  # fmt: skip
+    return float(out.stdout.strip())
+
+
+def run(quick: bool = False) -> dict:
+    number, repeats = (200, 3) if quick else (2000, 7)
+    folder = Path(tempfile.mkdtemp(prefix="edge-"))
+    rows = []
+    for name in MODELS:
+        fns, info = _fns(name, folder)
+        with torch.no_grad():
+            for fn in fns.values():  # warm up
+                for _ in range(number // 4):
+                    fn()
+            times = {k: [] for k in fns}
+            for _ in range(repeats):  # interleaved: one repeat of each in turn
+                for k, fn in fns.items():
+                    times[k] += _median_us(fn, number, 1)
+        row = {"model": name, **info}
+        row["latency_us"] = {k: statistics.median(v) for k, v in times.items()}
+        row["peak_rss_mb"] = _peak_rss_mb(folder / f"{name}.npz")
+        rows.append(row)
+    return {
+        "threads": torch.get_num_threads(),
+        "inputs": INPUTS,
+        "batch": 1,
+        "onnx_opset": 17,
+        "rows": rows,
+    }
+
+
+def table(report: dict) -> str:
+    runtimes = ["ncps eager", "ours eager", "onnxruntime", "numpy runtime"]
+    lines = [
+        "| model | parameters | .npz KB | .onnx KB | "
+        + " | ".join(f"{r} µs" for r in runtimes)
+        + " | numpy-only process MB |",
+        "|---|--:|--:|--:|" + "--:|" * len(runtimes) + "--:|",
+    ]
+    for r in report["rows"]:
+        lat = r["latency_us"]
+        ref = lat.get("ncps eager")
+        cells = []
+        for k in runtimes:
+            if k not in lat:
+                cells.append("n/a")
+            elif ref and k != "ncps eager":
+                cells.append(f"{lat[k]:.1f} ({ref / lat[k]:.1f}x)")
+            else:
+                cells.append(f"{lat[k]:.1f}")
+        sizes = f"{r['npz_kb']:.0f} | {r.get('onnx_kb', 0):.0f}"
+        lines.append(
+            f"| {r['model']} | {r['parameters']:,} | {sizes} | "
+            + " | ".join(cells)
+            + f" | {r['peak_rss_mb']:.0f} |"
+        )
+    lines.append("")
+    lines.append("(x): how many times faster than ncps eager; batch 1, 16 inputs.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", default=str(RESULTS / "edge.json"), help="report path")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    report = run(quick=args.quick)
+    print(table(report))
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
