@@ -9,6 +9,8 @@ eager `layer.step`, in onnxruntime and in the numpy runtime (`liquidnets.runtime
 interleaved (so that the machine's drift hits all alike), warmed up, median of repeats; and the
 peak resident memory of a process that only imports numpy and the runtime file, loads the
 model and streams 1,000 steps (torch cannot be imported there). Ratios are against ncps eager.
+Last, int8 weights: a CfC forecaster of CO2 on `examples/sensor_readings.csv` exported in
+float32 and in int8, the size of each file and the one-step MAE of each on the test period.
 
 Writes `results/edge.json` beside this script unless `--json` says where.
 """
@@ -107,6 +109,36 @@ def _peak_rss_mb(path: Path) -> float:
     return float(out.stdout.strip())
 
 
+def quantization(epochs: int = 30) -> dict:
+    """A CfC forecaster of CO2 trained on `examples/sensor_readings.csv`, exported in float32
+    and int8 (numpy format): file sizes and the one-step MAE of each over the test period
+    (the last 15%), every reading streamed through the numpy runtime."""
+    import pandas as pd
+
+    from liquidnets.tasks import Forecaster
+
+    data = Path(__file__).resolve().parents[1] / "examples" / "sensor_readings.csv"
+    train = {"max_epochs": epochs, "seed": 0, "progress_bar": False, "accelerator": "cpu"}
+    model = Forecaster("cfc", lookback=32, horizon=1, units=32, train={**train, "devices": 1})
+    model.fit(data, targets="co2_ppm", time="time")
+    frame = pd.read_csv(data)
+    times = pd.to_datetime(frame["time"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    step_ns = pd.Timedelta(model.spec["time_unit"]).value
+    dt = np.r_[1.0, np.diff(times) / step_ns].astype(np.float32)
+    rows = frame[model.spec["columns"]].to_numpy(np.float32)
+    actual = frame["co2_ppm"].to_numpy()
+    test = slice(int(len(rows) * 0.85), len(rows) - 1)
+    folder = Path(tempfile.mkdtemp(prefix="edge-q-"))
+    out = {}
+    for label, q in (("float32", None), ("int8", "int8")):
+        path = export(model, folder / f"co2-{label}.npz", quantize=q)
+        step = runtime.load(path)
+        pred = np.array([step.step(r, float(d))[0] for r, d in zip(rows, dt)])
+        error = np.abs(pred[test] - actual[test.start + 1 : test.stop + 1])
+        out[label] = {"kb": path.stat().st_size / 1024, "mae": float(error.mean())}
+    return out
+
+
 def run(quick: bool = False) -> dict:
     number, repeats = (200, 3) if quick else (2000, 7)
     folder = Path(tempfile.mkdtemp(prefix="edge-"))
@@ -126,6 +158,7 @@ def run(quick: bool = False) -> dict:
         row["peak_rss_mb"] = _peak_rss_mb(folder / f"{name}.npz")
         rows.append(row)
     return {
+        "quantization": quantization(epochs=3 if quick else 30),
         "threads": torch.get_num_threads(),
         "inputs": INPUTS,
         "batch": 1,
@@ -161,6 +194,13 @@ def table(report: dict) -> str:
         )
     lines.append("")
     lines.append("(x): how many times faster than ncps eager; batch 1, 16 inputs.")
+    q = report["quantization"]
+    f32, i8 = q["float32"], q["int8"]
+    lines.append(
+        f"int8 weights (CfC-32 forecaster of CO2, examples/sensor_readings.csv): file "
+        f"{f32['kb']:.0f} -> {i8['kb']:.0f} KB ({i8['kb'] / f32['kb']:.2f}x), test-period MAE "
+        f"{f32['mae']:.2f} -> {i8['mae']:.2f} ppm ({100 * (i8['mae'] / f32['mae'] - 1):+.2f}%)"
+    )
     return "\n".join(lines)
 
 

@@ -229,6 +229,10 @@ def test_the_export_command(tmp_path):
         result = CliRunner().invoke(cli, ["export", str(source), "--out", str(out), "--overwrite"])
         assert result.exit_code == 0, result.output
         assert runtime.load(out).meta["targets"] == ["temp"]
+    q = tmp_path / "q.onnx"
+    result = CliRunner().invoke(cli, ["export", str(run), "--quantize", "int8", "--out", str(q)])
+    assert result.exit_code == 0, result.output
+    assert runtime.load(q).meta["quantized"] == "int8"
     again = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
     assert again.exit_code != 0 and "exists" in again.output
     bad = CliRunner().invoke(cli, ["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
@@ -251,3 +255,24 @@ def test_the_edge_benchmark_runs(tmp_path, capsys):
         assert all(v > 0 for v in row["latency_us"].values())
         assert 5 < row["peak_rss_mb"] < 200 and row["npz_kb"] > 0
     assert "numpy-only process MB" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_int8_weights_shrink_the_file_and_stay_close(fmt, tmp_path):
+    if fmt == "onnx":
+        pytest.importorskip("onnx")
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = CfC(16, 64).eval()
+    full = export(model, tmp_path / f"f.{fmt}")
+    small = export(model, tmp_path / f"q.{fmt}", quantize="int8")
+    assert small.stat().st_size < 0.35 * full.stat().st_size
+    assert runtime.load(small).meta["quantized"] == "int8"
+    x = np.random.default_rng(0).standard_normal((200, 2, 16)).astype(np.float32)
+    a, b = runtime.load(full), runtime.load(small)
+    ya = np.stack([a.step(x[t], 1.0) for t in range(200)])
+    yb = np.stack([b.step(x[t], 1.0) for t in range(200)])
+    diff = np.abs(ya - yb)
+    assert 0 < diff.mean() < 5e-3 and diff.max() < 5e-2  # rounded, and still close
+    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+        export(model, tmp_path / "x.npz", quantize="int4")

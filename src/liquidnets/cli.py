@@ -323,16 +323,20 @@ def _workflow_commands(cli, click) -> None:
         "--format", "format_", type=click.Choice(["onnx", "numpy"]), default=None,
         help="onnx (onnxruntime) or numpy (liquidnets.runtime); default: from --out's suffix.",
     )  # fmt: skip
+    @click.option(
+        "--quantize", type=click.Choice(["int8"]), default=None,
+        help="Weight-only int8 (one scale per row): files about 3.5 times smaller.",
+    )  # fmt: skip
     @click.option("--out", required=True, help="The step model to write (.onnx or .npz).")
     @click.option("--overwrite", is_flag=True, help="Replace existing files.")
-    def export(source, format_, out, overwrite):
+    def export(source, format_, quantize, out, overwrite):
         """Export the model of a run folder (or a saved model folder) as a step model for the
         edge, (x, h, dt) -> (y, h_next), with a JSON sidecar (<out>.json) holding the sizes,
         names and input scaling a device needs."""
         from liquidnets.deploy.export import export as export_model
 
         with guard():
-            path = export_model(source, out, format=format_, overwrite=overwrite)
+            path = export_model(source, out, format=format_, quantize=quantize, overwrite=overwrite)
         click.echo(f"wrote {path} and {path}.json")
 
 

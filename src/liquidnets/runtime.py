@@ -324,4 +324,8 @@ def load(path) -> NumpyStep | OnnxStep:
         return OnnxStep(path, meta)
     with np.load(path, allow_pickle=False) as data:
         weights = {k: data[k] for k in data.files}
+    for name in [k for k in weights if k.endswith(".__scale__")]:  # int8 weights, per row
+        scale = weights.pop(name)
+        key = name[: -len(".__scale__")]
+        weights[key] = weights[key].astype(np.float32) * scale[:, None]
     return NumpyStep(weights, meta)

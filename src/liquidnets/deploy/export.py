@@ -150,7 +150,29 @@ def _weights(layer, head) -> dict[str, np.ndarray]:
     return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in out.items()}
 
 
-def export(model, path, *, format: str | None = None, overwrite: bool = True) -> Path:
+def _quantize(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Weight-only int8: every matrix of at least 256 entries becomes int8 with one float32
+    scale per row (`<name>.__scale__`, max |w| / 127 of the row); the rest stays float32."""
+    out = {}
+    for name, w in weights.items():
+        if w.ndim == 2 and w.size >= 256 and "mask" not in name:
+            scale = np.abs(w).max(axis=1) / 127.0
+            scale[scale == 0] = 1.0
+            out[name] = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+            out[f"{name}.__scale__"] = scale.astype(np.float32)
+        else:
+            out[name] = w
+    return out
+
+
+def export(
+    model,
+    path,
+    *,
+    format: str | None = None,
+    quantize: str | None = None,
+    overwrite: bool = True,
+) -> Path:
     """Write the step model of `model` to `path`, and its sidecar to `<path>.json`.
 
     Args:
@@ -159,6 +181,9 @@ def export(model, path, *, format: str | None = None, overwrite: bool = True) ->
             saved by `Forecaster.save`.
         path: the file to write: `.onnx` or `.npz`.
         format: `onnx` or `numpy`; by default from the suffix.
+        quantize: None (float32) or `int8`: weight-only int8, one scale per row of every
+            matrix (dequantised when loaded: numpy's `__scale__` arrays, ONNX's
+            `DequantizeLinear`); the arithmetic stays float32, so the state is never rounded.
         overwrite: replace existing files (both are written beside their place and renamed).
 
     Returns:
@@ -171,14 +196,19 @@ def export(model, path, *, format: str | None = None, overwrite: bool = True) ->
     sidecar = path.with_name(path.name + ".json")
     if not overwrite and (path.exists() or sidecar.exists()):
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
     layer, head, forecaster = _resolve(model)
-    meta = _meta(layer, head, forecaster)
+    meta = {**_meta(layer, head, forecaster), "quantized": quantize}
     with new_file(path) as tmp:
         if format == "numpy":
+            weights = _weights(layer, head)
             with open(tmp, "wb") as f:
-                np.savez(f, **_weights(layer, head))
+                np.savez(f, **(_quantize(weights) if quantize else weights))
         else:
             _onnx(layer, head, meta, tmp)
+            if quantize:
+                _onnx_int8_weights(tmp)
     with new_file(sidecar) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     return path
@@ -208,3 +238,45 @@ def _onnx(layer, head, meta: dict, target: Path) -> None:
             output_names=["y", "h_next"],
             dynamic_axes={name: {0: "batch"} for name in ("x", "h", "dt", "y", "h_next")},
         )
+
+
+def _onnx_int8_weights(path: Path) -> None:
+    """Rewrite the ONNX file at `path` with weight-only int8: each float matrix initializer of
+    at least 256 entries becomes int8 with a scale per row, and a `DequantizeLinear` node gives
+    the float matrix back to the nodes that read it."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    keep, nodes = [], []
+    for init in graph.initializer:
+        w = numpy_helper.to_array(init)
+        if w.dtype != np.float32 or w.ndim != 2 or w.size < 256:
+            keep.append(init)
+            continue
+        scale = np.abs(w).max(axis=1) / 127.0
+        scale[scale == 0] = 1.0
+        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        name = init.name
+        keep += [
+            numpy_helper.from_array(q, f"{name}__int8"),
+            numpy_helper.from_array(scale.astype(np.float32), f"{name}__scale"),
+            numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}__zero"),
+        ]
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{name}__int8", f"{name}__scale", f"{name}__zero"],
+                [name],
+                axis=0,
+                name=f"{name}__dequantize",
+            )
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
