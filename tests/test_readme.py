@@ -148,3 +148,35 @@ def test_adaptation_command_runs(tmp_path, monkeypatch):
         assert result.exit_code == 0, (command, result.output)
         assert "mean absolute one-step error: adaptive" in result.output
     assert (tmp_path / "runs" / "co2-stream.csv").is_file()
+
+
+def test_deployment_commands_run(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    pytest.importorskip("onnxruntime")
+    from click.testing import CliRunner
+
+    from liquidnets import runtime
+    from liquidnets.cli import build_cli
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    commands = [
+        shlex.split(line)
+        for kind, body in FENCE.findall(section("Deploying to a device"))
+        if kind == "bash"
+        for line in body.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert [c[:2] for c in commands] == [["liquidnets", "export"]] * 2
+    train = shlex.split(
+        "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
+        "--max-epochs 2 --no-baselines --out runs/co2"
+    )
+    cli = build_cli()
+    assert CliRunner().invoke(cli, train).exit_code == 0
+    for command in commands:
+        result = CliRunner().invoke(cli, command[1:])
+        assert result.exit_code == 0, (command, result.output)
+    for name in ("co2.onnx", "co2-int8.npz"):
+        model = runtime.load(tmp_path / "runs" / name)
+        assert model.meta["targets"] == ["co2_ppm"] and model.output_size == 4
