@@ -129,23 +129,26 @@ class _LTC:
         self.output_w, self.output_b = w.get("cell.output_w"), w.get("cell.output_b")
         self.sensory = (pos(g("sensory_w")) * g("sensory_sparsity_mask"), g("sensory_mu"),
                         g("sensory_sigma"), g("sensory_erev"))  # fmt: skip
-        self.syn = (pos(g("w")) * g("sparsity_mask"), g("mu"), g("sigma"), g("erev"))
+        ws, mu, sigma, erev = pos(g("w")) * g("sparsity_mask"), g("mu"), g("sigma"), g("erev")
+        # sigmoid(u) = (1 + tanh(u / 2)) / 2: the synapses' constant halves are summed once
+        self.syn_half = (0.5 * sigma, 0.5 * sigma * mu, 0.5 * ws, 0.5 * ws * erev)
         self.gleak, self.cm = pos(g("gleak")), pos(g("cm"))
-        self.a_leak = self.gleak * g("vleak")
+        self.a0 = self.gleak * g("vleak") + (0.5 * ws * erev).sum(axis=0)
+        self.b0 = self.gleak + (0.5 * ws).sum(axis=0)
         self.eps = cfg["epsilon"]
         self.unfolds, self.solver, self.motor = cfg["ode_unfolds"], cfg["solver"], cfg["motor"]
 
     def _field(self, x):
         w, mu, sigma, erev = self.sensory
         s = w * _sigmoid((x[:, :, None] - mu) * sigma)  # (B, C, N)
-        a_in, b_in = (s * erev).sum(axis=1), s.sum(axis=1)
-        w, mu, sigma, erev = self.syn
+        a_in = self.a0 + (s * erev).sum(axis=1)
+        b_in = self.b0 + s.sum(axis=1)
+        half_s, half_sm, half_w, half_we = self.syn_half
 
         def f(v):
-            syn = w * _sigmoid((v[:, :, None] - mu) * sigma)  # (B, N, N)
-            return self.a_leak + (syn * erev).sum(axis=1) + a_in, self.gleak + syn.sum(
-                axis=1
-            ) + b_in
+            t = np.tanh(v[:, :, None] * half_s - half_sm)  # (B, N, N)
+            a = a_in + np.einsum("bji,ji->bi", t, half_we)
+            return a, b_in + np.einsum("bji,ji->bi", t, half_w)
 
         return f
 
