@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from liquidnets.deploy import StreamPredictor
+from liquidnets.io.atomic import new_file
 from liquidnets.tasks import Forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,10 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = run(drifts, at=args.at, window=args.window, epochs=args.epochs)
     print(table(report))
     path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    with new_file(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return report
 

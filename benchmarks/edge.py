@@ -32,6 +32,7 @@ import torch
 
 from liquidnets import runtime
 from liquidnets.deploy import export
+from liquidnets.io.atomic import new_file
 
 RESULTS = Path(__file__).parent / "results"
 INPUTS = 16
@@ -214,10 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
     report = run(quick=args.quick)
     print(table(report))
     path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
+    with new_file(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")
     return report
 

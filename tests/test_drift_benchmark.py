@@ -1,19 +1,14 @@
 """`benchmarks/drift.py`: the injected drifts are what they say, and a reduced run reports
 every model on every stream."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+import benchmark_scripts
+
 
 def _benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "drift.py"
-    spec = importlib.util.spec_from_file_location("drift_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("drift")
 
 
 def test_injected_drifts():

@@ -242,12 +242,9 @@ def test_the_export_command(tmp_path):
 @pytest.mark.slow
 def test_the_edge_benchmark_runs(tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    import importlib.util
+    import benchmark_scripts
 
-    path = Path(__file__).parents[1] / "benchmarks" / "edge.py"
-    spec = importlib.util.spec_from_file_location("edge_benchmark", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_scripts.load("edge")
     report = bench.main(["--quick", "--json", str(tmp_path / "edge.json")])
     assert [r["model"] for r in report["rows"]] == list(bench.MODELS)
     for row in report["rows"]:

@@ -120,32 +120,45 @@ def test_multi_gpu_commands_use_real_options():
         assert isinstance(ctx, click.Context)
 
 
-def test_adaptation_command_runs(tmp_path, monkeypatch):
-    pytest.importorskip("lightning")
+def section_commands(heading: str) -> list[list[str]]:
+    """The command lines of the bash blocks of a README section, split like a shell."""
+    return [
+        shlex.split(line)
+        for kind, body in FENCE.findall(section(heading))
+        if kind == "bash"
+        for line in body.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def run_section_commands(heading: str, tmp_path, monkeypatch) -> list:
+    """Train the workflow's CO2 run briefly (the run the section's commands use), then run
+    the section's commands in a folder holding the examples; their results."""
     from click.testing import CliRunner
 
     from liquidnets.cli import build_cli
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    commands = [
-        shlex.split(line)
-        for kind, body in FENCE.findall(section("Adapting after deployment"))
-        if kind == "bash"
-        for line in body.splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert [c[:2] for c in commands] == [["liquidnets", "stream"]]
-    # the run it streams through: the workflow section's first command, briefly trained
     train = shlex.split(
         "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
-        "--max-epochs 3 --no-baselines --out runs/co2"
+        "--max-epochs 2 --no-baselines --out runs/co2"
     )
     cli = build_cli()
     assert CliRunner().invoke(cli, train).exit_code == 0
-    for command in commands:
+    results = []
+    for command in section_commands(heading):
         result = CliRunner().invoke(cli, command[1:])
         assert result.exit_code == 0, (command, result.output)
+        results.append(result)
+    return results
+
+
+def test_adaptation_command_runs(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    heading = "Adapting after deployment"
+    assert [c[:2] for c in section_commands(heading)] == [["liquidnets", "stream"]]
+    for result in run_section_commands(heading, tmp_path, monkeypatch):
         assert "mean absolute one-step error: adaptive" in result.output
     assert (tmp_path / "runs" / "co2-stream.csv").is_file()
 
@@ -153,30 +166,11 @@ def test_adaptation_command_runs(tmp_path, monkeypatch):
 def test_deployment_commands_run(tmp_path, monkeypatch):
     pytest.importorskip("lightning")
     pytest.importorskip("onnxruntime")
-    from click.testing import CliRunner
-
     from liquidnets import runtime
-    from liquidnets.cli import build_cli
 
-    monkeypatch.chdir(tmp_path)
-    shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    commands = [
-        shlex.split(line)
-        for kind, body in FENCE.findall(section("Deploying to a device"))
-        if kind == "bash"
-        for line in body.splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    assert [c[:2] for c in commands] == [["liquidnets", "export"]] * 2
-    train = shlex.split(
-        "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
-        "--max-epochs 2 --no-baselines --out runs/co2"
-    )
-    cli = build_cli()
-    assert CliRunner().invoke(cli, train).exit_code == 0
-    for command in commands:
-        result = CliRunner().invoke(cli, command[1:])
-        assert result.exit_code == 0, (command, result.output)
+    heading = "Deploying to a device"
+    assert [c[:2] for c in section_commands(heading)] == [["liquidnets", "export"]] * 2
+    run_section_commands(heading, tmp_path, monkeypatch)
     for name in ("co2.onnx", "co2-int8.npz"):
         model = runtime.load(tmp_path / "runs" / name)
         assert model.meta["targets"] == ["co2_ppm"] and model.output_size == 4

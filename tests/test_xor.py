@@ -1,14 +1,13 @@
 """The event-based XOR generator (shapes, padding, parity recoverable, seeding) and a reduced
 in-process run of `benchmarks/xor.py`."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import benchmark_scripts
 from liquidnets.data.xor import event_xor
 
 PAD = 32
@@ -111,11 +110,7 @@ def test_bad_arguments():
 
 
 def _benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "xor.py"
-    spec = importlib.util.spec_from_file_location("xor_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("xor")
 
 
 def test_models_map_padded_events_to_logits():
