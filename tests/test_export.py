@@ -24,6 +24,7 @@ CELLS = {
         C, 12, mode="no_gate", activation="silu", backbone_layers=2
     ),
     "cfc_pure": lambda: CfC(C, 16, mode="pure"),
+    "cfc_lecun_3layers": lambda: CfC(C, 8, backbone_layers=3, backbone_units=16),
     "cfc_gelu_no_backbone": lambda: CfC(C, 8, activation="gelu", backbone_layers=0),
     "cfc_relu": lambda: CfC(C, 8, activation="relu", backbone_units=32),
     "cfc_autoncp": lambda: CfC(C, AutoNCP(16, 4)),

@@ -67,13 +67,15 @@ class _CfC:
 
     def __init__(self, w: dict, prefix: str, cfg: dict):
         self.mode, self.act = cfg["mode"], ACTIVATIONS[cfg["activation"]]
-        self.backbone = [
-            (
-                np.ascontiguousarray(w[f"{prefix}backbone.{i}.weight"].T),
-                w[f"{prefix}backbone.{i}.bias"],
-            )
-            for i in range(cfg["backbone_layers"])
-        ]
+        # lecun_tanh = 1.7159 tanh(0.666 x): fold 0.666 into each layer, 1.7159 into the next
+        lecun = cfg["activation"] == "lecun_tanh"
+        inner, outer = (0.666, 1.7159) if lecun else (1.0, 1.0)
+        self.act = np.tanh if lecun else self.act
+        self.backbone, scale = [], 1.0
+        for i in range(cfg["backbone_layers"]):
+            W, b = w[f"{prefix}backbone.{i}.weight"], w[f"{prefix}backbone.{i}.bias"]
+            self.backbone.append((np.ascontiguousarray((W * inner).T * scale), b * inner))
+            scale = outer
         mask = w.get(f"{prefix}sparsity_mask")
         mask = 1 if mask is None else mask
         names = ["ff1"] if self.mode == "pure" else ["ff1", "ff2", "time_a", "time_b"]
@@ -82,6 +84,7 @@ class _CfC:
             np.concatenate(
                 [w[f"{prefix}{n}.weight"] * (mask if n in masked else 1) for n in names]
             ).T
+            * scale
         )
         self.b = np.concatenate([w[f"{prefix}{n}.bias"] for n in names])
         self.H = len(w[f"{prefix}ff1.bias"])

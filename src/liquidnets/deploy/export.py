@@ -33,16 +33,25 @@ class _DenseCfCStep(nn.Module):
     def __init__(self, cell: CfCCell):
         super().__init__()
         self.mode, self.H = cell.mode, cell.hidden_size
-        self.activation = cell.activation
+        # lecun_tanh = 1.7159 tanh(0.666 x): 0.666 goes into this layer's weights, 1.7159 into
+        # the next layer's, leaving a plain tanh
+        lecun = cell.backbone_activation == "lecun_tanh"
+        inner, outer = (0.666, 1.7159) if lecun else (1.0, 1.0)
+        self.activation = torch.tanh if lecun else cell.activation
         self.layers = len(cell.backbone)
         with torch.no_grad():  # buffers, so that ONNX keeps them as named initializers
+            scale = 1.0  # of this layer's input
             for i, m in enumerate(cell.backbone):
-                self.register_buffer(f"W{i}", m.weight.t().contiguous())
-                self.register_buffer(f"b{i}", m.bias.detach().clone())
+                self.register_buffer(f"W{i}", (m.weight * inner).t().contiguous())
+                self.register_buffer(f"b{i}", m.bias * inner)
+                if i:  # the first layer reads [x; h], which nothing scaled
+                    getattr(self, f"W{i}").mul_(outer)
+                scale = outer
             heads = [cell.ff1]
             if cell.mode != "pure":
                 heads += [cell.ff2, cell.time_a, cell.time_b]
-            self.register_buffer("W", torch.cat([m.weight for m in heads]).t().contiguous())
+            W = torch.cat([m.weight for m in heads]).t() * scale
+            self.register_buffer("W", W.contiguous())
             self.register_buffer("b", torch.cat([m.bias for m in heads]))
             if cell.mode == "pure":
                 self.register_buffer("w_tau", cell.w_tau.abs())
