@@ -218,6 +218,9 @@ class _Streams:
         self.scaling = None
         if scaling:
             self.scaling = {k: np.asarray(v, np.float32) for k, v in scaling.items()}
+            # forecasts are step-major: every target at step 1, then at step 2, ...
+            self.target_index = list(meta["target_index"]) * meta["horizon"]
+            self.target_std = self.scaling["std"][self.target_index]
         self.state: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -254,11 +257,10 @@ class _Streams:
         raw = x
         if self.scaling is not None:
             x = (x - self.scaling["mean"]) / self.scaling["std"]
-        y, self.state = self._run(x.astype(np.float32), self.state, dt)
+        y, self.state = self._run(x.astype(np.float32, copy=False), self.state, dt)
         if self.scaling is not None:
-            index = self.meta["target_index"] * self.meta["horizon"]
             # a forecaster predicts the change from the last reading of each target
-            y = y * self.scaling["std"][index] + raw[:, index]
+            y = y * self.target_std + raw[:, self.target_index]
         return y[0] if single else y
 
 
