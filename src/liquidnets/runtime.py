@@ -311,11 +311,39 @@ class OnnxStep(_Streams):
         super().__init__(meta)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self._batch = None
+
+    def _bind(self, B: int) -> None:
+        """Inputs and outputs bound once to fixed buffers (a run then skips onnxruntime's
+        per-call conversions); two bindings swap the state buffers from step to step."""
+        f32 = np.float32
+        self._x, self._dt = np.zeros((B, self.input_size), f32), np.zeros((B, 1), f32)
+        self._y = np.zeros((B, self.output_size), f32)
+        self._h = [np.zeros((B, self.state_size), f32) for _ in range(2)]
+        self._io = []
+        for k in range(2):
+            io = self.session.io_binding()
+            io.bind_cpu_input("x", self._x)
+            io.bind_cpu_input("dt", self._dt)
+            io.bind_cpu_input("h", self._h[k])
+            for name, out in (("y", self._y), ("h_next", self._h[1 - k])):
+                io.bind_output(name, "cpu", 0, f32, out.shape, out.ctypes.data)
+            self._io.append(io)
+        self._batch, self._cur = B, 0
 
     def _run(self, x, state, dt):
-        y, h = self.session.run(["y", "h_next"], {"x": x, "h": state, "dt": dt})
-        return y, h
+        if self._batch != x.shape[0]:
+            self._bind(x.shape[0])
+        cur = self._cur
+        np.copyto(self._x, x)
+        np.copyto(self._dt, dt)
+        if state is not self._h[cur]:
+            np.copyto(self._h[cur], state)
+        self.session.run_with_iobinding(self._io[cur])
+        self._cur = 1 - cur
+        return self._y.copy(), self._h[1 - cur]
 
 
 def load(path) -> NumpyStep | OnnxStep:
