@@ -161,8 +161,13 @@ def test_missing_readings_follow_the_models_policy():
 
     strict = Forecaster("cfc", lookback=8, horizon=1, units=6, train=FAST)
     strict.fit(wave(200), targets="temp", time="t")
+    live = StreamPredictor(strict)
     with pytest.raises(DataError, match="column 'load' is missing; the model was trained with"):
-        StreamPredictor(strict).update({"temp": 0.1, "load": None}, 0)
+        live.update({"temp": 0.1, "load": None}, 0)
+    # in a batch, the gap in the second stream stops the call before the first one moves
+    with pytest.raises(DataError, match="stream 'b': column 'load' is missing"):
+        live.update_many(["a", "b"], [[0.1, 0.2], [None, 0.1]], [0, 0])
+    assert not live.streams and live.readings == 0
 
 
 def drifting(n=700, at=350, gain=2.5, seed=3):

@@ -273,6 +273,7 @@ class StreamPredictor:
         for sid, reading, ts in zip(streams, readings, timestamps):
             s = self.streams.get(sid) or _Stream()
             raw = self._vector(reading, sid)
+            self._check_missing(raw, sid)
             dt, now = self._elapsed(s, ts, sid)
             prepared.append((sid, s, raw, dt, now, ts))
         drift = False
@@ -280,7 +281,7 @@ class StreamPredictor:
             self.streams[sid] = s
             step = Step(sid, ts, None)
             steps.append(step)
-            row, observed = self._fill(s, raw, sid)
+            row, observed = self._fill(s, raw)
             if row is None:  # dropped: no step; the next dt spans the gap
                 step.forecast = self._unscale(s.pending[-1]) if s.pending else None
                 continue
@@ -308,20 +309,21 @@ class StreamPredictor:
                 step.update = result
         return steps
 
-    def _fill(self, s: _Stream, raw: np.ndarray, sid: str):
+    def _check_missing(self, raw: np.ndarray, sid: str) -> None:
+        gaps = np.isnan(raw)
+        if gaps.any() and self.model.spec["missing"] == "error":
+            col = self.data_columns[int(np.flatnonzero(gaps)[0])]
+            raise DataError(
+                f"stream {sid!r}: column {col!r} is missing; the model was trained with "
+                "missing='error' (choose mask, interpolate or drop when training)"
+            )
+
+    def _fill(self, s: _Stream, raw: np.ndarray):
         """The scaled model row for `raw` under the missing-value policy, and whether all its
         targets were observed; (None, False) when the policy drops the reading."""
         gaps = np.isnan(raw)
-        if gaps.any():
-            policy = self.model.spec["missing"]
-            if policy == "error":
-                cols = [self.data_columns[j] for j in np.flatnonzero(gaps)]
-                raise DataError(
-                    f"stream {sid!r}: column {cols[0]!r} is missing; the model was trained with "
-                    "missing='error' (choose mask, interpolate or drop when training)"
-                )
-            if policy == "drop":
-                return None, False
+        if gaps.any() and self.model.spec["missing"] == "drop":
+            return None, False
         # mask and interpolate hold the last value online (interpolating would need the future)
         mean = self.model.scaler.mean[: len(self.data_columns)]
         held = s.filled if s.filled is not None else mean
