@@ -290,7 +290,7 @@ def test_guard_rails(trained, params):
 
 @pytest.mark.parametrize(
     "spec, policy, every",
-    [("off", "off", 10), ("every:7", "every", 7), ("drift", "drift", 10), ("DRIFT:3", "drift", 3)],
+    [("off", "off", 20), ("every:7", "every", 7), ("drift", "drift", 20), ("DRIFT:3", "drift", 3)],
 )
 def test_adapt_spec(spec, policy, every):
     c = AdaptConfig.parse(spec)

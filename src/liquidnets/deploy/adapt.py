@@ -59,7 +59,7 @@ class AdaptConfig:
     """
 
     policy: str = "off"
-    every: int = 10
+    every: int = 20
     params: str = "head"
     lr: float = 1e-2
     steps: int = 5
@@ -149,17 +149,20 @@ class ReplayBuffer:
         """Forget the windows completed before reading `step` (they predate a drift)."""
         self.items = deque((i for i in self.items if i["step"] >= step), maxlen=self.capacity)
 
-    def arrays(self, keys=FIELDS) -> dict[str, np.ndarray]:
-        """The fields `keys` of every window, stacked (an empty dict when there are none)."""
+    def arrays(self, keys=None) -> dict[str, np.ndarray]:
+        """The fields `keys` (default: every field the windows hold) of every window, stacked
+        (an empty dict when there are none)."""
         if not self.items:
             return {}
+        if keys is None:
+            keys = [k for k in self.FIELDS if self.items[0].get(k) is not None]
         return {k: np.stack([np.asarray(i[k]) for i in self.items]) for k in keys}
 
     @classmethod
     def from_arrays(cls, capacity: int, arrays: dict[str, np.ndarray]) -> ReplayBuffer:
         buf = cls(capacity)
         for k in range(len(arrays.get("step", ()))):
-            buf.add(**{f: arrays[f][k] for f in cls.FIELDS})
+            buf.add(**{f: arrays[f][k] if f in arrays else None for f in cls.FIELDS})
         return buf
 
 
@@ -196,10 +199,12 @@ class Learner:
     Args:
         net: the task network (`net(x, dt) -> (B, out)`), updated in place.
         config: the `AdaptConfig`.
+        window: input rows per window: the purge gap between training and held-out windows
+            is up to this many windows.
     """
 
-    def __init__(self, net: nn.Module, config: AdaptConfig):
-        self.net, self.config = net, config
+    def __init__(self, net: nn.Module, config: AdaptConfig, window: int = 1):
+        self.net, self.config, self.window = net, config, window
         self.params = [p for _, p in select_params(net, config.params)]
         # only the output layer learns: the stream's stored read-outs stand for the rest
         self.head_only = config.params == "head" and hasattr(net, "net")
@@ -226,7 +231,7 @@ class Learner:
         start = time.perf_counter()
         n = len(buffer)
         n_hold = max(1, round(config.holdout * n))
-        gap = min(len(buffer.items[0]["x"]), max(0, n - 2 * n_hold)) if n else 0
+        gap = min(self.window, max(0, n - 2 * n_hold))
         n_train = n - n_hold - gap
         if n_train < 1:
             return {"result": "too_few", "windows": n}

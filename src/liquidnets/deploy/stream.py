@@ -162,7 +162,8 @@ class StreamPredictor:
         self._zeros = _row(self.stepper.zeros(1), 0)
         self.learner = None
         if self.config.policy != "off":
-            self.learner = _adapt.Learner(model.net, self.config)  # fails early: no params
+            # fails early when the model has no such parameters
+            self.learner = _adapt.Learner(model.net, self.config, window=model.lookback)
         spec = model.spec
         self.columns = list(spec["columns"])
         self.data_columns = [c for c in self.columns if not c.endswith(MASK_SUFFIX)]
@@ -347,15 +348,16 @@ class StreamPredictor:
         if self.learner is None:
             return  # windows feed only the online updates
         if len(s.rows) == size and all(list(s.seen)[self.lookback :]):
-            rows = np.stack(s.rows)
             end = self.lookback - 1  # the window's last input row
+            targets = [s.rows[k][self.target_index] for k in range(self.lookback, len(s.rows))]
+            whole = not self.learner.head_only  # head-only updates need no input windows
             self.buffer.add(
-                x=rows[: self.lookback],
-                dt=np.asarray(list(s.dts)[: self.lookback], np.float32),
-                y=rows[self.lookback :, self.target_index].reshape(-1),  # step-major
+                x=np.stack(list(s.rows)[: self.lookback]) if whole else None,
+                dt=np.asarray(list(s.dts)[: self.lookback], np.float32) if whole else None,
+                y=np.concatenate(targets),  # step-major
                 step=self.readings,
                 feature=s.feats[end],
-                last=np.tile(rows[end, self.target_index], self.horizon),
+                last=np.tile(s.rows[end][self.target_index], self.horizon),
             )
 
     def _forward(self, live: list) -> None:
