@@ -31,7 +31,6 @@ Writes `results/drift.json` beside this script unless `--json` says where.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 from liquidnets.deploy import StreamPredictor
-from liquidnets.io.atomic import new_file
+from liquidnets.io.atomic import write_json
 from liquidnets.tasks import Forecaster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,10 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown drift(s) {', '.join(unknown)}; choose from {', '.join(DRIFTS)}")
     report = run(drifts, at=args.at, window=args.window, epochs=args.epochs)
     print(table(report))
-    path = Path(args.json)
-    with new_file(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.json, report)}")
     return report
 
 

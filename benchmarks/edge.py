@@ -18,7 +18,6 @@ Writes `results/edge.json` beside this script unless `--json` says where.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ import torch
 
 from liquidnets import runtime
 from liquidnets.deploy import export
-from liquidnets.io.atomic import new_file
+from liquidnets.io.atomic import write_json
 
 RESULTS = Path(__file__).parent / "results"
 INPUTS = 16
@@ -214,10 +213,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     report = run(quick=args.quick)
     print(table(report))
-    path = Path(args.json)
-    with new_file(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_json(args.json, report)}")
     return report
 
 

@@ -67,3 +67,15 @@ def test_a_pickle_in_place_of_the_weights_is_not_loaded(tmp_path):
     torch.save(weights(), tmp_path / "m" / "model.safetensors")
     with pytest.raises(BundleError, match="unreadable"):
         load_bundle(tmp_path / "m")
+
+
+def test_write_json_replaces_atomically(tmp_path):
+    import json
+
+    from liquidnets.io.atomic import write_json
+
+    path = tmp_path / "out" / "report.json"
+    assert write_json(path, {"a": 1}) == path
+    write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left

@@ -47,3 +47,14 @@ def new_file(path: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(name):
             os.unlink(name)
+
+
+def write_json(path: str | Path, data, **dumps) -> Path:
+    """Write `data` as indented JSON to `path` through `new_file` (atomically); `dumps` go to
+    `json.dumps` (e.g. `default=`). Returns the path."""
+    import json
+
+    path = Path(path)
+    with new_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, **dumps) + "\n")
+    return path
