@@ -70,8 +70,6 @@ def test_a_pickle_in_place_of_the_weights_is_not_loaded(tmp_path):
 
 
 def test_write_json_replaces_atomically(tmp_path):
-    import json
-
     from liquidnets.io.atomic import write_json
 
     path = tmp_path / "out" / "report.json"
