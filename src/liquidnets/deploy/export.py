@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from liquidnets.cells import CfCCell, LTCCell, WiredCfCCell
+from liquidnets.cells.solvers import integrate
 from liquidnets.io.atomic import new_file
 from liquidnets.layers import LTC, CfC
 
@@ -72,6 +73,49 @@ class _DenseCfCStep(nn.Module):
         return h, h
 
 
+class _LTCStep(nn.Module):
+    """An `LTCCell`'s step with its constants prepared once: constraints and masks applied,
+    and the synapses' sigmoid in tanh form, `sigmoid(u) = (1 + tanh(u / 2)) / 2`, whose
+    constant half is summed ahead. The same math in fewer operations per unfold."""
+
+    def __init__(self, cell: LTCCell):
+        super().__init__()
+        self.cell = cell
+        self.unfolds, self.solver = cell.ode_unfolds, cell.solver
+        with torch.no_grad():
+            pos = cell._positive
+            w = pos(cell.w) * cell.sparsity_mask
+            buffers = {
+                "half_sigma": 0.5 * cell.sigma,
+                "half_sigma_mu": 0.5 * cell.sigma * cell.mu,
+                "half_w": 0.5 * w,
+                "half_w_erev": 0.5 * w * cell.erev,
+                "a0": pos(cell.gleak) * cell.vleak + (0.5 * w * cell.erev).sum(dim=0),
+                "b0": pos(cell.gleak) + (0.5 * w).sum(dim=0),
+                "cm": pos(cell.cm),
+                "s_w": pos(cell.sensory_w) * cell.sensory_sparsity_mask,
+                "s_mu": cell.sensory_mu.detach(),
+                "s_sigma": cell.sensory_sigma.detach(),
+            }
+            buffers["s_w_erev"] = buffers["s_w"] * cell.sensory_erev
+            for name, value in buffers.items():
+                self.register_buffer(name, value.detach().clone())
+
+    def forward(self, x, v, t):
+        cell = self.cell
+        x = cell._map_inputs(x)
+        s = torch.sigmoid((x.unsqueeze(-1) - self.s_mu) * self.s_sigma)  # (B, C, N)
+        a_in = self.a0 + (s * self.s_w_erev).sum(dim=1)
+        b_in = self.b0 + (s * self.s_w).sum(dim=1)
+
+        def field(v):
+            th = torch.tanh(v.unsqueeze(-1) * self.half_sigma - self.half_sigma_mu)  # (B, N, N)
+            return a_in + (th * self.half_w_erev).sum(dim=1), b_in + (th * self.half_w).sum(dim=1)
+
+        v = integrate(self.solver, field, v, self.cm, t, self.unfolds)
+        return cell._map_outputs(v), v
+
+
 class StepModule(nn.Module):
     """One step of a `CfC`/`LTC` layer (mixed memory and projection included), optionally
     followed by a head: `forward(x (B, C), h (B, S), dt (B, 1)) -> (y, h_next)`. With mixed
@@ -83,7 +127,9 @@ class StepModule(nn.Module):
         self.cell_state = layer.state_size
         cell = layer.rnn_cell
         dense = isinstance(cell, CfCCell) and cell.sparsity_mask is None
-        self.cell = _DenseCfCStep(cell) if dense else cell
+        self.cell = (
+            _DenseCfCStep(cell) if dense else _LTCStep(cell) if isinstance(cell, LTCCell) else cell
+        )
 
     def forward(self, x, h, dt):
         layer = self.layer
