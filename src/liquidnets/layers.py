@@ -163,11 +163,15 @@ class LiquidRNN(nn.Module):
             return fast_ltc
         return None
 
-    def _step(self, x: Tensor, state: State, dt: Tensor | float) -> tuple[Tensor, State]:
+    def _step(
+        self, x: Tensor, state: State, dt: Tensor | float, cell_fused=None
+    ) -> tuple[Tensor, State]:
+        """One reference step; with mixed memory, `cell_fused` (from `_fused(cell_only=True)`,
+        looked up once per sequence by the caller) runs the cell's own kernels."""
         if self.use_mixed:
             h, c = state
             h, c = self.lstm(x, (h, c))
-            fused = self._fused(cell_only=True)
+            fused = cell_fused
             if fused is None:
                 y, h = self.rnn_cell(x, h, dt)
             else:  # a one-step scan: the cell's own kernels, forward and backward
@@ -212,7 +216,7 @@ class LiquidRNN(nn.Module):
             if self.proj_size is not None:
                 y = self.fc(y)
         else:
-            y, state = self._step(x, state, dt)
+            y, state = self._step(x, state, dt, self._fused(cell_only=True))
         if not batched:
             y, state = y.squeeze(0), _map_state(state, lambda s: s.squeeze(0))
         return y, state
@@ -311,9 +315,10 @@ class LiquidRNN(nn.Module):
             return self._restore_layout(out, state, batched)
 
         outputs, last = [], None
+        cell_fused = self._fused(cell_only=True) if self.use_mixed else None
         for t in range(steps):
             dt = 1.0 if ts is None else (ts if isinstance(ts, float) or ts.dim() == 0 else ts[:, t])
-            y, new = self._step(x[:, t], state, dt)  # y: (B, out)
+            y, new = self._step(x[:, t], state, dt, cell_fused)  # y: (B, out)
             if valid is not None:
                 on = valid[:, t : t + 1]  # (B, 1)
                 if hold is not None:

@@ -104,7 +104,9 @@ def replay(
         for (_, k, i), step, fstep in zip(batch, steps, fsteps):
             records.append(_record(live, series, k, i, raw[k][i], step, fstep))
         start = stop
-    frame = _frame(records)
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records)
     with new_file(out) as tmp:
         frame.to_csv(tmp, index=False)
     if snapshot is not None:
@@ -129,12 +131,6 @@ def _record(live, series, k: int, i: int, raw, step, fstep) -> dict:
     rec["drift"] = int(step.drift)
     rec["update"] = step.update or ""
     return rec
-
-
-def _frame(records: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(records)
 
 
 def _mae(frame, columns: list[str], rows) -> float:

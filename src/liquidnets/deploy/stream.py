@@ -42,6 +42,7 @@ from liquidnets.deploy.drift import detector_from_state, make_detector
 from liquidnets.io.atomic import new_folder
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.forecast import Forecaster
+from liquidnets.tasks.run import jsonable
 
 FORMAT = "liquidnets-stream"
 VERSION = 1
@@ -466,7 +467,7 @@ class StreamPredictor:
         with new_folder(path) as tmp:
             self.model.save(tmp / "model")
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp / "stream.st")
-            (tmp / "stream.json").write_text(json.dumps(meta, indent=1, default=_jsonable) + "\n")
+            (tmp / "stream.json").write_text(json.dumps(meta, indent=1, default=jsonable) + "\n")
         return path
 
     @classmethod
@@ -505,12 +506,6 @@ class StreamPredictor:
         for key in ("readings", "since_update", "recovery_until", "drift_at", "events"):
             setattr(self, key, meta[key])
         return self
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _time_kind(spec: dict) -> tuple[str, float]:

@@ -68,10 +68,11 @@ def _task_class(task: str):
 
 
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n")
 
 
-def _jsonable(value):
+def jsonable(value):
+    """`json.dumps(default=...)` for numpy scalars and arrays."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
