@@ -4,13 +4,23 @@
     python benchmarks/edge.py --quick      # fewer repeats
 
 For each model (16 inputs): its parameter count and the size of its `.npz` and `.onnx` files;
-the latency of one step at batch 1 in ncps eager (its cell: ncps has no step API), in our
-eager `layer.step`, in onnxruntime and in the numpy runtime (`liquidnets.runtime`), measured
-interleaved (so that the machine's drift hits all alike), warmed up, median of repeats; and the
-peak resident memory of a process that only imports numpy and the runtime file, loads the
-model and streams 1,000 steps (torch cannot be imported there). Ratios are against ncps eager.
-Last, int8 weights: a CfC forecaster of CO2 on `examples/sensor_readings.csv` exported in
-float32 and in int8, the size of each file and the one-step MAE of each on the test period.
+the latency of one step at batch 1, measured interleaved (so that the machine's drift hits all
+alike), warmed up, median of repeats, in:
+
+- ncps eager: its cell (ncps has no step API);
+- ncps ONNX: the same cell exported here as a step model (ncps has no export code), run by a
+  bare onnxruntime session with IO bindings: the reference the edge targets were set from;
+- ours eager: `layer.step`;
+- ours ONNX, bare session: our exported file in the same harness as ncps ONNX;
+- onnxruntime and numpy runtime: `liquidnets.runtime.load(path).step(x, dt)`, what a device
+  calls, input checks and state handling included;
+
+and the peak resident memory of a process that only imports numpy and the runtime file, loads
+the model and streams 1,000 steps (torch cannot be imported there). Ratios are against ncps
+eager. Then the targets, as stated and scaled to this run's machine by ncps's own ONNX step
+(the targets were set where it took 12.5 µs). Last, int8 weights: a CfC forecaster of CO2 on
+`examples/sensor_readings.csv` exported in float32 and in int8, the size of each file and the
+one-step MAE of each on the test period.
 
 Writes `results/edge.json` beside this script unless `--json` says where.
 """
@@ -40,6 +50,15 @@ MODELS = {
     "CfC-AutoNCP(64,8)": lambda lib, w: lib.CfC(INPUTS, w.AutoNCP(64, 8)),
     "LTC-64": lambda lib, w: lib.LTC(INPUTS, 64),
 }
+# where the targets were set, ncps's CfC-64 ONNX step took this long (µs)
+REFERENCE_NCPS_ONNX_US = 12.5
+# (model, runtime, target in µs on the reference machine)
+TARGETS = [
+    ("CfC-64", "onnxruntime", 15.0),
+    ("CfC-64", "numpy runtime", 40.0),
+    ("LTC-64", "onnxruntime", 60.0),
+]
+TARGET_RSS_MB = 60.0
 # VmHWM, the peak resident memory of this process's own address space: getrusage's ru_maxrss
 # would carry over the (much larger) parent's peak across fork and exec
 RSS_SCRIPT = """
@@ -68,6 +87,61 @@ def _median_us(fn, number: int, repeats: int) -> list[float]:
     return out
 
 
+def _bare_session(path: Path, input_size: int, state_size: int):
+    """One step of the ONNX step model at `path` per call, in a bare onnxruntime session (1
+    thread, inputs and outputs bound once, the state buffers swapped from step to step)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    f32 = np.float32
+    x, dt = np.ones((1, input_size), f32), np.ones((1, 1), f32)
+    h = [np.zeros((1, state_size), f32) for _ in range(2)]
+    y = np.zeros((1, session.get_outputs()[0].shape[1]), f32)
+    bindings = []
+    for k in range(2):
+        io = session.io_binding()
+        io.bind_cpu_input("x", x)
+        io.bind_cpu_input("dt", dt)
+        io.bind_cpu_input("h", h[k])
+        for name, out in (("y", y), ("h_next", h[1 - k])):
+            io.bind_output(name, "cpu", 0, f32, out.shape, out.ctypes.data)
+        bindings.append(io)
+    turn = [0]
+
+    def run():
+        session.run_with_iobinding(bindings[turn[0]])
+        turn[0] = 1 - turn[0]
+
+    run.buffers = (x, dt, h, y)  # kept alive with the bindings
+    return run
+
+
+class _CellStep(torch.nn.Module):
+    """ncps's cell as a step model `(x, h, dt) -> (y, h_next)`, for its ONNX export."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, x, h, dt):
+        return self.cell(x, h, dt)
+
+
+def _export_ncps(cell, state_size: int, path: Path) -> Path:
+    import warnings
+
+    args = (torch.ones(1, INPUTS), torch.zeros(1, state_size), torch.ones(1, 1))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _CellStep(cell), args, str(path), dynamo=False, opset_version=17,
+            input_names=["x", "h", "dt"], output_names=["y", "h_next"],
+        )  # fmt: skip
+    return path
+
+
 def _fns(name: str, folder: Path) -> tuple[dict, dict]:
     torch.manual_seed(0)
     import liquidnets.wirings as our_wirings
@@ -76,12 +150,21 @@ def _fns(name: str, folder: Path) -> tuple[dict, dict]:
     x = torch.ones(1, INPUTS)
     fns, info = {}, {"parameters": sum(p.numel() for p in ours.parameters())}
     try:
+        import onnxruntime  # noqa: F401
+
+        has_ort = True
+    except ImportError:
+        has_ort = False
+    try:
         import ncps.torch
         import ncps.wirings
 
         ref = MODELS[name](ncps.torch, ncps.wirings).eval()
         h_ref = torch.zeros(1, ref.state_size)
         fns["ncps eager"] = lambda: ref.rnn_cell(x, h_ref, 1.0)
+        if has_ort:
+            path = _export_ncps(ref.rnn_cell, ref.state_size, folder / f"ncps-{name}.onnx")
+            fns["ncps ONNX"] = _bare_session(path, INPUTS, ref.state_size)
     except ImportError:
         pass
     h = ours.init_state(1)
@@ -91,12 +174,10 @@ def _fns(name: str, folder: Path) -> tuple[dict, dict]:
         path = export(ours, folder / f"{name}.{fmt}")
         info[f"{fmt}_kb"] = path.stat().st_size / 1024
         if fmt == "onnx":
-            try:
-                step = runtime.load(path)
-            except ImportError:
+            if not has_ort:
                 continue
-        else:
-            step = runtime.load(path)
+            fns["ours ONNX, bare session"] = _bare_session(path, INPUTS, ours.state_size)
+        step = runtime.load(path)
         fns[label] = lambda step=step: step.step(xn, 1.0)
     return fns, info
 
@@ -139,6 +220,31 @@ def quantization(epochs: int = 30) -> dict:
     return out
 
 
+def _targets(rows: list[dict]) -> list[dict]:
+    """Each target as stated, and scaled by how much slower than the reference machine this run
+    ran ncps's own CfC-64 ONNX step (like for like: onnxruntime against onnxruntime)."""
+    by_model = {r["model"]: r["latency_us"] for r in rows}
+    ncps_onnx = by_model.get("CfC-64", {}).get("ncps ONNX")
+    factor = ncps_onnx / REFERENCE_NCPS_ONNX_US if ncps_onnx else None
+    out = []
+    for model, runtime_name, target in TARGETS:
+        measured = by_model.get(model, {}).get(runtime_name)
+        if measured is None:
+            continue
+        scaled = target * factor if factor else None
+        out.append({
+            "model": model, "runtime": runtime_name, "measured_us": measured,
+            "target_us": target, "machine_factor": factor, "scaled_target_us": scaled,
+            "met": measured <= target, "met_scaled": None if scaled is None else measured <= scaled,
+        })  # fmt: skip
+    for r in rows:
+        out.append({
+            "model": r["model"], "runtime": "numpy-only process", "measured_mb": r["peak_rss_mb"],
+            "target_mb": TARGET_RSS_MB, "met": r["peak_rss_mb"] <= TARGET_RSS_MB,
+        })  # fmt: skip
+    return out
+
+
 def run(quick: bool = False) -> dict:
     number, repeats = (200, 3) if quick else (2000, 7)
     folder = Path(tempfile.mkdtemp(prefix="edge-"))
@@ -158,6 +264,7 @@ def run(quick: bool = False) -> dict:
         row["peak_rss_mb"] = _peak_rss_mb(folder / f"{name}.npz")
         rows.append(row)
     return {
+        "targets": _targets(rows),
         "quantization": quantization(epochs=3 if quick else 30),
         "threads": torch.get_num_threads(),
         "inputs": INPUTS,
@@ -168,7 +275,10 @@ def run(quick: bool = False) -> dict:
 
 
 def table(report: dict) -> str:
-    runtimes = ["ncps eager", "ours eager", "onnxruntime", "numpy runtime"]
+    runtimes = [
+        "ncps eager", "ncps ONNX", "ours eager", "ours ONNX, bare session", "onnxruntime",
+        "numpy runtime",
+    ]  # fmt: skip
     lines = [
         "| model | parameters | .npz KB | .onnx KB | "
         + " | ".join(f"{r} µs" for r in runtimes)
@@ -194,6 +304,8 @@ def table(report: dict) -> str:
         )
     lines.append("")
     lines.append("(x): how many times faster than ncps eager; batch 1, 16 inputs.")
+    lines.append("")
+    lines.append(_targets_text(report["targets"]))
     q = report["quantization"]
     f32, i8 = q["float32"], q["int8"]
     lines.append(
@@ -201,6 +313,30 @@ def table(report: dict) -> str:
         f"{f32['kb']:.0f} -> {i8['kb']:.0f} KB ({i8['kb'] / f32['kb']:.2f}x), test-period MAE "
         f"{f32['mae']:.2f} -> {i8['mae']:.2f} ppm ({100 * (i8['mae'] / f32['mae'] - 1):+.2f}%)"
     )
+    return "\n".join(lines)
+
+
+def _targets_text(targets: list[dict]) -> str:
+    met = {True: "met", False: "missed", None: "n/a"}
+    lines = ["Targets (stated for a machine where ncps's CfC-64 ONNX step took "
+             f"{REFERENCE_NCPS_ONNX_US} µs):"]  # fmt: skip
+    for t in targets:
+        if "measured_mb" in t:
+            lines.append(
+                f"- {t['model']}, {t['runtime']}: {t['measured_mb']:.0f} MB; target "
+                f"{t['target_mb']:.0f} MB ({met[t['met']]})"
+            )
+            continue
+        line = (
+            f"- {t['model']}, {t['runtime']}: {t['measured_us']:.1f} µs; target "
+            f"{t['target_us']:.0f} µs ({met[t['met']]})"
+        )
+        if t["scaled_target_us"] is not None:
+            line += (
+                f"; scaled to this run ({t['machine_factor']:.2f}x slower): "
+                f"{t['scaled_target_us']:.1f} µs ({met[t['met_scaled']]})"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -66,9 +66,10 @@ def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
     rng = np.random.default_rng(1)
     T, B = 1000, 2
     x = rng.standard_normal((T, B, C)).astype(np.float32)
-    # the low-order explicit solvers are only stable for small steps; the rest take long gaps
+    # the low-order explicit solvers are only stable for small steps; the rest take long gaps;
+    # dt = 0 (two readings at one time) must leave the state as it is
     scale = 0.1 if any(s in name for s in ("euler", "midpoint", "heun")) else 1.0
-    dt = (scale * rng.choice([0.1, 0.5, 1.0, 2.5], (T, B))).astype(np.float32)
+    dt = (scale * rng.choice([0.0, 0.1, 0.5, 1.0, 2.5], (T, B))).astype(np.float32)
     path = export(model, tmp_path / f"{name}.{fmt}")
     step = runtime.load(path)
     got = np.stack([step.step(x[t], dt[t]) for t in range(T)])
@@ -249,10 +250,19 @@ def test_the_edge_benchmark_runs(tmp_path, capsys):
     report = bench.main(["--quick", "--json", str(tmp_path / "edge.json")])
     assert [r["model"] for r in report["rows"]] == list(bench.MODELS)
     for row in report["rows"]:
-        assert {"ours eager", "onnxruntime", "numpy runtime"} <= set(row["latency_us"])
+        runtimes = {"ncps eager", "ncps ONNX", "ours eager", "ours ONNX, bare session"}
+        assert runtimes | {"onnxruntime", "numpy runtime"} <= set(row["latency_us"])
         assert all(v > 0 for v in row["latency_us"].values())
         assert 5 < row["peak_rss_mb"] < 200 and row["npz_kb"] > 0
-    assert "numpy-only process MB" in capsys.readouterr().out
+    # each latency target, as stated and scaled by this run's ncps ONNX step
+    timed = [t for t in report["targets"] if "measured_us" in t]
+    assert [(t["model"], t["runtime"]) for t in timed] == [t[:2] for t in bench.TARGETS]
+    ncps_onnx = report["rows"][0]["latency_us"]["ncps ONNX"]
+    for t in timed:
+        assert t["scaled_target_us"] == pytest.approx(t["target_us"] * ncps_onnx / 12.5)
+        assert t["met_scaled"] == (t["measured_us"] <= t["scaled_target_us"])
+    out = capsys.readouterr().out
+    assert "numpy-only process MB" in out and "scaled to this run" in out
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

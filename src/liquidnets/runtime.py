@@ -123,53 +123,66 @@ class _WiredCfC:
 
 
 class _LTC:
+    """The LTC step with its constants prepared once (the ONNX export's arrangement): the
+    synapse matrices as `(post, pre)` so each unfold sums over the last axis, the synapses'
+    sigmoid in tanh form with its constant half summed ahead, and the semi-implicit step
+    divided through by `h`: `v' = (g v + a) / (g + b + eps)`, `g = cm / h`."""
+
     def __init__(self, w: dict, cfg: dict):
         g = lambda name: w[f"cell.{name}"]  # noqa: E731
         pos = _softplus if cfg["implicit_param_constraints"] else (lambda p: p)
-        self.cfg = cfg
         self.in_map, self.out_map = cfg["input_mapping"], cfg["output_mapping"]
         self.input_w, self.input_b = w.get("cell.input_w"), w.get("cell.input_b")
         self.output_w, self.output_b = w.get("cell.output_w"), w.get("cell.output_b")
-        self.sensory = (pos(g("sensory_w")) * g("sensory_sparsity_mask"), g("sensory_mu"),
-                        g("sensory_sigma"), g("sensory_erev"))  # fmt: skip
+        s_w = pos(g("sensory_w")) * g("sensory_sparsity_mask")
+        self.sensory = tuple(
+            np.ascontiguousarray(a.T)
+            for a in (s_w, s_w * g("sensory_erev"), g("sensory_mu"), g("sensory_sigma"))
+        )
         ws, mu, sigma, erev = pos(g("w")) * g("sparsity_mask"), g("mu"), g("sigma"), g("erev")
         # sigmoid(u) = (1 + tanh(u / 2)) / 2: the synapses' constant halves are summed once
-        self.syn_half = (0.5 * sigma, 0.5 * sigma * mu, 0.5 * ws, 0.5 * ws * erev)
-        self.gleak, self.cm = pos(g("gleak")), pos(g("cm"))
-        self.a0 = self.gleak * g("vleak") + (0.5 * ws * erev).sum(axis=0)
-        self.b0 = self.gleak + (0.5 * ws).sum(axis=0)
-        self.eps = cfg["epsilon"]
+        self.syn_half = tuple(
+            np.ascontiguousarray(a.T)
+            for a in (0.5 * sigma, 0.5 * sigma * mu, 0.5 * ws, 0.5 * ws * erev)
+        )
+        gleak, self.cm = pos(g("gleak")), pos(g("cm"))
+        self.a0 = gleak * g("vleak") + (0.5 * ws * erev).sum(axis=0)
+        self.b0 = gleak + (0.5 * ws).sum(axis=0)
+        self.eps = np.float32(cfg["epsilon"])
         self.unfolds, self.solver, self.motor = cfg["ode_unfolds"], cfg["solver"], cfg["motor"]
-
-    def _field(self, x):
-        w, mu, sigma, erev = self.sensory
-        s = w * _sigmoid((x[:, :, None] - mu) * sigma)  # (B, C, N)
-        a_in = self.a0 + (s * erev).sum(axis=1)
-        b_in = self.b0 + s.sum(axis=1)
-        half_s, half_sm, half_w, half_we = self.syn_half
-
-        def f(v):
-            t = np.tanh(v[:, :, None] * half_s - half_sm)  # (B, N, N)
-            a = a_in + np.einsum("bji,ji->bi", t, half_we)
-            return a, b_in + np.einsum("bji,ji->bi", t, half_w)
-
-        return f
 
     def __call__(self, x, v, t):
         if self.in_map in ("affine", "linear"):
             x = x * self.input_w
         if self.in_map == "affine":
             x = x + self.input_b
-        f, cm, eps, h = self._field(x), self.cm, self.eps, t / self.unfolds
+        s_w, s_we, s_mu, s_sigma = self.sensory
+        s = _sigmoid((x[:, None, :] - s_mu) * s_sigma)  # (B, N, C)
+        a_in = self.a0 + np.einsum("bij,ij->bi", s, s_we)
+        b_in = self.b0 + np.einsum("bij,ij->bi", s, s_w)
+        half_s, half_sm, half_w, half_we = self.syn_half
+        fused = self.solver == "fused"
+        if fused:
+            b_in = b_in + self.eps
+
+        def f(v):
+            th = np.tanh(v[:, None, :] * half_s - half_sm)  # (B, N, N): (post, pre)
+            return a_in + np.einsum("bij,ij->bi", th, half_we), b_in + np.einsum(
+                "bij,ij->bi", th, half_w
+            )
+
+        cm, eps, h = self.cm, self.eps, t / self.unfolds
 
         def d(v):
             a, b = f(v)
             return (a - b * v) / (cm + eps)
 
+        if fused:
+            g = cm / np.maximum(h, np.float32(1e-30))
         for _ in range(self.unfolds):
-            if self.solver == "fused":
+            if fused:
                 a, b = f(v)
-                v = (cm * v + h * a) / (cm + h * (b + eps))
+                v = (g * v + a) / (g + b)
             elif self.solver == "euler":
                 v = v + h * d(v)
             elif self.solver == "midpoint":
@@ -244,20 +257,26 @@ class _Streams:
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must be (B, {self.input_size}); got {np.shape(x)}")
         B = x.shape[0]
-        if isinstance(dt, (int, float)):
-            if not (math.isfinite(dt) and dt >= 0):
-                raise ValueError("dt must be finite and non-negative")
-            dt = np.full((B, 1), dt, np.float32)
+        # a number stays a float32 scalar (broadcast by the arithmetic, filled into
+        # onnxruntime's buffer); an array becomes (B, 1)
+        if isinstance(dt, (int, float, np.floating)):
+            dt = np.float32(dt)
+            if not (dt >= 0 and math.isfinite(dt)):
+                raise ValueError(f"dt must be finite and non-negative; got {dt}")
         else:
-            dt = np.broadcast_to(np.asarray(dt, np.float32).reshape(-1, 1), (B, 1)).copy()
-            if not np.all(np.isfinite(dt)) or np.any(dt < 0):
+            dt = np.asarray(dt, np.float32).reshape(-1, 1)
+            if dt.shape[0] != B:
+                if dt.shape[0] != 1:
+                    raise ValueError(f"dt must be a number or ({B},); got {dt.shape[0]} values")
+                dt = np.broadcast_to(dt, (B, 1))
+            if not (dt.min() >= 0 and math.isfinite(dt.max())):
                 raise ValueError("dt must be finite and non-negative")
         if self.state is None or self.state.shape[0] != B:
             self.state = np.zeros((B, self.state_size), np.float32)
         raw = x
         if self.scaling is not None:
             x = (x - self.scaling["mean"]) / self.scaling["std"]
-        y, self.state = self._run(x.astype(np.float32, copy=False), self.state, dt)
+        y, self.state = self._run(x, self.state, dt)
         if self.scaling is not None:
             # a forecaster predicts the change from the last reading of each target
             y = y * self.target_std + raw[:, self.target_index]
@@ -337,10 +356,13 @@ class OnnxStep(_Streams):
         if self._batch != x.shape[0]:
             self._bind(x.shape[0])
         cur = self._cur
-        np.copyto(self._x, x)
-        np.copyto(self._dt, dt)
+        self._x[...] = x
+        if dt.ndim:
+            self._dt[...] = dt
+        else:
+            self._dt.fill(dt)
         if state is not self._h[cur]:
-            np.copyto(self._h[cur], state)
+            self._h[cur][...] = state
         self.session.run_with_iobinding(self._io[cur])
         self._cur = 1 - cur
         return self._y.copy(), self._h[1 - cur]

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from liquidnets.cells import CfCCell, LTCCell, WiredCfCCell
-from liquidnets.cells.solvers import integrate
+from liquidnets.cells.solvers import SemiImplicit, integrate
 from liquidnets.io.atomic import new_file
 from liquidnets.layers import LTC, CfC
 
@@ -74,45 +74,63 @@ class _DenseCfCStep(nn.Module):
 
 
 class _LTCStep(nn.Module):
-    """An `LTCCell`'s step with its constants prepared once: constraints and masks applied,
-    and the synapses' sigmoid in tanh form, `sigmoid(u) = (1 + tanh(u / 2)) / 2`, whose
-    constant half is summed ahead. The same math in fewer operations per unfold."""
+    """An `LTCCell`'s step with its constants prepared once, in as few ONNX operations per
+    unfold as the math allows (per-operation overhead, not arithmetic, bounds a small step):
+
+    - constraints and masks applied, and the synapses' sigmoid in tanh form,
+      `sigmoid(u) = (1 + tanh(u / 2)) / 2`, whose constant half is summed ahead;
+    - the synapse matrices transposed to `(post, pre)`, so each unfold's sums run over the
+      last axis;
+    - the semi-implicit step divided through by `h`: `v' = (g v + a) / (g + b + eps)` with
+      `g = cm / h` computed once per step (`h` floored at 1e-30, so `dt = 0` leaves `v` as it
+      is, to float precision)."""
 
     def __init__(self, cell: LTCCell):
         super().__init__()
         self.cell = cell
         self.unfolds, self.solver = cell.ode_unfolds, cell.solver
+        self.fused = isinstance(cell.solver, SemiImplicit)
         with torch.no_grad():
             pos = cell._positive
-            w = pos(cell.w) * cell.sparsity_mask
+            w = pos(cell.w) * cell.sparsity_mask  # (pre, post)
+            s_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
             buffers = {
-                "half_sigma": 0.5 * cell.sigma,
-                "half_sigma_mu": 0.5 * cell.sigma * cell.mu,
-                "half_w": 0.5 * w,
-                "half_w_erev": 0.5 * w * cell.erev,
+                # (post, pre): row i holds the synapses onto neuron i
+                "half_sigma": 0.5 * cell.sigma.t(),
+                "half_sigma_mu": (0.5 * cell.sigma * cell.mu).t(),
+                "half_w": 0.5 * w.t(),
+                "half_w_erev": (0.5 * w * cell.erev).t(),
                 "a0": pos(cell.gleak) * cell.vleak + (0.5 * w * cell.erev).sum(dim=0),
                 "b0": pos(cell.gleak) + (0.5 * w).sum(dim=0),
                 "cm": pos(cell.cm),
-                "s_w": pos(cell.sensory_w) * cell.sensory_sparsity_mask,
-                "s_mu": cell.sensory_mu.detach(),
-                "s_sigma": cell.sensory_sigma.detach(),
+                "s_w": s_w.t(),
+                "s_w_erev": (s_w * cell.sensory_erev).t(),
+                "s_mu": cell.sensory_mu.t(),
+                "s_sigma": cell.sensory_sigma.t(),
             }
-            buffers["s_w_erev"] = buffers["s_w"] * cell.sensory_erev
             for name, value in buffers.items():
-                self.register_buffer(name, value.detach().clone())
+                self.register_buffer(name, value.detach().contiguous().clone())
 
     def forward(self, x, v, t):
         cell = self.cell
-        x = cell._map_inputs(x)
-        s = torch.sigmoid((x.unsqueeze(-1) - self.s_mu) * self.s_sigma)  # (B, C, N)
-        a_in = self.a0 + (s * self.s_w_erev).sum(dim=1)
-        b_in = self.b0 + (s * self.s_w).sum(dim=1)
+        x = cell._map_inputs(x).unsqueeze(1)  # (B, 1, C)
+        s = torch.sigmoid((x - self.s_mu) * self.s_sigma)  # (B, N, C)
+        a_in = self.a0 + (s * self.s_w_erev).sum(dim=2)
+        b_in = self.b0 + (s * self.s_w).sum(dim=2)
+        if self.fused:  # its denominator's epsilon, added once per step
+            b_in = b_in + self.solver.epsilon
 
         def field(v):
-            th = torch.tanh(v.unsqueeze(-1) * self.half_sigma - self.half_sigma_mu)  # (B, N, N)
-            return a_in + (th * self.half_w_erev).sum(dim=1), b_in + (th * self.half_w).sum(dim=1)
+            th = torch.tanh(v.unsqueeze(1) * self.half_sigma - self.half_sigma_mu)  # (B, N, N)
+            return a_in + (th * self.half_w_erev).sum(dim=2), b_in + (th * self.half_w).sum(dim=2)
 
-        v = integrate(self.solver, field, v, self.cm, t, self.unfolds)
+        if not self.fused:
+            v = integrate(self.solver, field, v, self.cm, t, self.unfolds)
+            return cell._map_outputs(v), v
+        g = self.cm / torch.clamp(t / self.unfolds, min=1e-30)
+        for _ in range(self.unfolds):
+            a, b = field(v)
+            v = (g * v + a) / (g + b)
         return cell._map_outputs(v), v
 
 
