@@ -80,6 +80,57 @@ def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
     np.testing.assert_array_equal(again, got[:5])
 
 
+WINDOW_CELLS = ["cfc", "cfc_pure", "cfc_autoncp", "cfc_mixed_proj", "ltc", "ltc_autoncp_rk4"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", WINDOW_CELLS)
+def test_a_whole_window_matches_pytorch(name, fmt, tmp_path):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    model = CELLS[name]().eval()
+    T, rng = 12, np.random.default_rng(2)
+    window = runtime.load(export(model, tmp_path / f"w.{fmt}", window=T))
+    assert window.window == T and not hasattr(window, "step")
+    for B in (1, 5):  # the batch axis is dynamic
+        x = rng.standard_normal((B, T, C)).astype(np.float32)
+        dt = rng.choice([0.0, 0.3, 1.0, 2.0], (B, T)).astype(np.float32)
+        expected = streamed(model, x.transpose(1, 0, 2), dt.T)[-1]  # the last reading's output
+        got = window.predict(x, dt)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # one window without its batch axis; one row of dt shared by every window; a number
+    np.testing.assert_allclose(window.predict(x[0], dt[0]), got[0], rtol=1e-6, atol=1e-6)
+    shared = np.broadcast_to(dt[:1], dt.shape)
+    np.testing.assert_allclose(window.predict(x, dt[0]), window.predict(x, shared), atol=1e-7)
+    ones = streamed(model, x.transpose(1, 0, 2), np.ones((T, len(x)), np.float32))[-1]
+    np.testing.assert_allclose(window.predict(x, 1.0), ones, rtol=1e-5, atol=1e-5)
+
+
+def test_a_window_file_and_its_bad_inputs(tmp_path):
+    model = CfC(C, 8)
+    path = export(model, tmp_path / "w.onnx", window=6)
+    meta = json.loads((tmp_path / "w.onnx.json").read_text())
+    assert meta["window"] == 6 and meta["inputs"] == {"x": "(B, 6, input_size)", "dt": "(B, 6)"}
+    onnx = pytest.importorskip("onnx")
+    graph = onnx.load(str(path)).graph
+    assert [i.name for i in graph.input] == ["x", "dt"] and [o.name for o in graph.output] == ["y"]
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]] == [6, C]
+    window = runtime.load(export(model, tmp_path / "w.npz", window=6))
+    with pytest.raises(ValueError, match=r"x must be \(B, 6, 3\) or \(6, 3\); got \(2, 5, 3\)"):
+        window.predict(np.ones((2, 5, C)))
+    with pytest.raises(ValueError, match="dt must be a number, or 12 values"):
+        window.predict(np.ones((2, 6, C)), dt=np.ones(4))
+    with pytest.raises(ValueError, match="dt must be finite and non-negative"):
+        window.predict(np.ones((6, C)), dt=np.r_[np.ones(5), np.nan])
+    for bad in (0, -3, 2.5, False):
+        with pytest.raises(ValueError, match="window must be a positive number of readings"):
+            export(model, tmp_path / "bad.npz", window=bad)
+    with pytest.raises(ValueError, match="window=True takes a forecaster's or classifier's"):
+        export(model, tmp_path / "bad.npz", window=True)
+    assert not (tmp_path / "bad.npz").exists()
+
+
 def test_the_comparison_is_not_vacuous(tmp_path):
     model = CfC(C, 8).eval()
     path = export(model, tmp_path / "m.npz")
@@ -146,6 +197,41 @@ def test_a_forecaster_exports_with_its_scaling(tmp_path):
         assert step.meta["features"] == model.spec["columns"] and step.meta["horizon"] == 2
         got = [step.step(r, dt=1.0) for r in rows[:50]]  # raw readings in, degrees out
         np.testing.assert_allclose(np.stack(got), np.stack(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_a_classifier_exports_its_windows_and_its_steps(tmp_path):
+    """The README's lights classifier: its whole-window export gives `predict_proba`'s
+    probabilities from raw readings; its step model, streamed over a window from a reset,
+    gives the same."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("lightning")
+    from liquidnets.data import make_windows
+    from liquidnets.tasks import Classifier
+
+    readings = pd.read_csv(Path(__file__).parents[1] / "examples" / "sensor_readings.csv")
+    readings["lights"] = (readings["light_lux"] > 100).map({True: "on", False: "off"})
+    train = {"max_epochs": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
+    clf = Classifier("cfc", lookback=8, units=8, train=train)
+    clf.fit(readings, label="lights", time="time", features=["temperature_c", "co2_ppm"])
+    expected = clf.predict_proba(readings)[clf.classes].to_numpy()
+    assert np.ptp(expected[:, 0]) > 0.05  # windows differ, so a match means something
+    raw = make_windows(clf._series(readings), clf.lookback, 0, 1)  # unscaled readings
+    assert raw.x.shape == (len(expected), 8, 2)
+    folder = clf.save(tmp_path / "clf")
+    for fmt in FORMATS:
+        if fmt == "onnx" and not _has("onnxruntime"):
+            continue
+        window = runtime.load(export(folder, tmp_path / f"w.{fmt}", window=True))
+        assert window.classes == clf.classes == ["off", "on"] and window.window == 8
+        assert window.meta["features"] == ["temperature_c", "co2_ppm"]
+        np.testing.assert_allclose(window.predict(raw.x, raw.dt), expected, rtol=1e-5, atol=1e-5)
+        step = runtime.load(export(clf, tmp_path / f"s.{fmt}"))
+        for k in (0, 100, len(raw.x) - 1):
+            step.reset()
+            for t in range(8):
+                p = step.step(raw.x[k, t], dt=raw.dt[k, t])
+            np.testing.assert_allclose(p, expected[k], rtol=1e-5, atol=1e-5)
+            assert p.sum() == pytest.approx(1.0)
 
 
 def _has(module: str) -> bool:
@@ -237,6 +323,14 @@ def test_the_export_command(tmp_path):
     assert runtime.load(q).meta["quantized"] == "int8"
     again = CliRunner().invoke(cli, ["export", str(run), "--out", str(out)])
     assert again.exit_code != 0 and "exists" in again.output
+    window = tmp_path / "w.npz"
+    result = CliRunner().invoke(cli, ["export", str(run), "--window", "5", "--out", str(window)])
+    assert result.exit_code == 0, result.output
+    assert runtime.load(window).window == 5
+    alone = CliRunner().invoke(cli, ["export", str(run), "--window", "--out", str(window),
+                                     "--overwrite"])  # fmt: skip
+    assert alone.exit_code == 0, alone.output
+    assert runtime.load(window).window == 8  # the run's lookback
     bad = CliRunner().invoke(cli, ["export", str(tmp_path), "--out", str(tmp_path / "x.onnx")])
     assert bad.exit_code != 0 and "not a run folder" in bad.output
 

@@ -327,16 +327,26 @@ def _workflow_commands(cli, click) -> None:
         "--quantize", type=click.Choice(["int8"]), default=None,
         help="Weight-only int8 (one scale per row): files about 3.5 times smaller.",
     )  # fmt: skip
-    @click.option("--out", required=True, help="The step model to write (.onnx or .npz).")
+    @click.option(
+        "--window", type=int, is_flag=False, flag_value=0, default=None, metavar="[N]",
+        help="Export a whole window of N readings, (x, dt) -> y, instead of a step; "
+        "alone, the model's lookback (for classifiers).",
+    )  # fmt: skip
+    @click.option("--out", required=True, help="The model to write (.onnx or .npz).")
     @click.option("--overwrite", is_flag=True, help="Replace existing files.")
-    def export(source, format_, quantize, out, overwrite):
-        """Export the model of a run folder (or a saved model folder) as a step model for the
-        edge, (x, h, dt) -> (y, h_next), with a JSON sidecar (<out>.json) holding the sizes,
-        names and input scaling a device needs."""
+    def export(source, format_, quantize, window, out, overwrite):
+        """Export the model of a forecast or classification run folder (or a saved model
+        folder) for the edge: a step model, (x, h, dt) -> (y, h_next), or with --window a
+        whole window; with a JSON sidecar (<out>.json) holding the sizes, names, input
+        scaling and classes a device needs."""
         from liquidnets.deploy.export import export as export_model
 
+        window = True if window == 0 else window
         with guard():
-            path = export_model(source, out, format=format_, quantize=quantize, overwrite=overwrite)
+            path = export_model(
+                source, out, format=format_, quantize=quantize, window=window,
+                overwrite=overwrite,
+            )  # fmt: skip
         click.echo(f"wrote {path} and {path}.json")
 
 

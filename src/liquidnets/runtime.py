@@ -31,7 +31,7 @@ import numpy as np
 FORMAT = "liquidnets-step"
 VERSION = 1
 
-__all__ = ["load", "NumpyStep", "OnnxStep", "FORMAT"]
+__all__ = ["load", "NumpyStep", "OnnxStep", "NumpyWindow", "OnnxWindow", "FORMAT"]
 
 
 # -- activations ------------------------------------------------------------------------------
@@ -220,20 +220,71 @@ def _lstm(w: dict):
 
 
 # -- models ---------------------------------------------------------------------------------------
-class _Streams:
-    """What both runtimes share: the state per stream and the sidecar's scaling."""
+def _check_dt(dt, shape: tuple) -> np.ndarray:
+    """`dt` as float32: a number stays a scalar (broadcast by the arithmetic); an array takes
+    `shape`, `(B, 1)` for a step or `(B, T)` for a window, or is one row shared by all."""
+    if isinstance(dt, (int, float, np.floating)):
+        dt = np.float32(dt)
+        if not (dt >= 0 and math.isfinite(dt)):
+            raise ValueError(f"dt must be finite and non-negative; got {dt}")
+        return dt
+    dt = np.asarray(dt, np.float32)
+    if dt.size == shape[0] * shape[1]:
+        dt = dt.reshape(shape)
+    elif dt.size == shape[1]:
+        dt = np.broadcast_to(dt.reshape(1, shape[1]), shape)
+    else:
+        raise ValueError(
+            f"dt must be a number, or {shape[0] * shape[1]} values {shape} (or {shape[1]} "
+            f"shared by every row); got shape {np.shape(dt)}"
+        )
+    if not (dt.min() >= 0 and math.isfinite(dt.max())):
+        raise ValueError("dt must be finite and non-negative")
+    return dt
+
+
+class _Model:
+    """What every exported model shares: its sidecar, the training's input scaling and the
+    outputs' units (a forecaster's in the data's units, a classifier's as probabilities)."""
 
     def __init__(self, meta: dict):
         self.meta = meta
         self.input_size, self.state_size = meta["input_size"], meta["state_size"]
         self.output_size = meta["output_size"]
+        self.window = meta.get("window")
+        #: a classifier's class names, in the order of its probabilities
+        self.classes = meta.get("classes")
         scaling = meta.get("scaling")
         self.scaling = None
         if scaling:
             self.scaling = {k: np.asarray(v, np.float32) for k, v in scaling.items()}
+        self.target_index = None
+        if "target_index" in meta:
             # forecasts are step-major: every target at step 1, then at step 2, ...
             self.target_index = list(meta["target_index"]) * meta["horizon"]
             self.target_std = self.scaling["std"][self.target_index]
+
+    def _scale(self, x: np.ndarray) -> np.ndarray:
+        if self.scaling is None:
+            return x
+        return (x - self.scaling["mean"]) / self.scaling["std"]
+
+    def _finish(self, y: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """The network's output in the model's units; `last` holds the latest raw readings."""
+        if self.target_index is not None:
+            # a forecaster predicts the change from the last reading of each target
+            return y * self.target_std + last[:, self.target_index]
+        if self.classes is not None:
+            e = np.exp(y - y.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return y
+
+
+class _Streams(_Model):
+    """A step model: one state per stream, advanced one reading at a time."""
+
+    def __init__(self, meta: dict):
+        super().__init__(meta)
         self.state: np.ndarray | None = None
 
     def reset(self) -> None:
@@ -245,11 +296,13 @@ class _Streams:
 
         Args:
             x: `(B, input_size)` (B streams) or `(input_size,)`; raw readings when the model
-                carries a scaling (a forecaster's), else the layer's inputs.
+                carries a scaling (a forecaster's or classifier's), else the layer's inputs.
             dt: elapsed time since each stream's previous reading: a number or `(B,)`.
 
         Returns:
-            `(B, output_size)` (or `(output_size,)`), in the data's units for a forecaster.
+            `(B, output_size)` (or `(output_size,)`): a forecaster's forecasts in the data's
+            units, a classifier's class probabilities (in the order of `classes`), else the
+            layer's outputs.
         """
         x = np.asarray(x, np.float32)
         single = x.ndim == 1
@@ -257,37 +310,47 @@ class _Streams:
         if x.ndim != 2 or x.shape[1] != self.input_size:
             raise ValueError(f"x must be (B, {self.input_size}); got {np.shape(x)}")
         B = x.shape[0]
-        # a number stays a float32 scalar (broadcast by the arithmetic, filled into
-        # onnxruntime's buffer); an array becomes (B, 1)
-        if isinstance(dt, (int, float, np.floating)):
-            dt = np.float32(dt)
-            if not (dt >= 0 and math.isfinite(dt)):
-                raise ValueError(f"dt must be finite and non-negative; got {dt}")
-        else:
-            dt = np.asarray(dt, np.float32).reshape(-1, 1)
-            if dt.shape[0] != B:
-                if dt.shape[0] != 1:
-                    raise ValueError(f"dt must be a number or ({B},); got {dt.shape[0]} values")
-                dt = np.broadcast_to(dt, (B, 1))
-            if not (dt.min() >= 0 and math.isfinite(dt.max())):
-                raise ValueError("dt must be finite and non-negative")
+        dt = _check_dt(dt, (B, 1))
         if self.state is None or self.state.shape[0] != B:
             self.state = np.zeros((B, self.state_size), np.float32)
-        raw = x
-        if self.scaling is not None:
-            x = (x - self.scaling["mean"]) / self.scaling["std"]
-        y, self.state = self._run(x, self.state, dt)
-        if self.scaling is not None:
-            # a forecaster predicts the change from the last reading of each target
-            y = y * self.target_std + raw[:, self.target_index]
+        y, self.state = self._run(self._scale(x), self.state, dt)
+        y = self._finish(y, x)
         return y[0] if single else y
 
 
-class NumpyStep(_Streams):
-    """A step model in numpy (`.npz` written by `export(..., format="numpy")`)."""
+class _Window(_Model):
+    """A whole-window model: `window` readings in, the output after the last one."""
+
+    def predict(self, x, dt: float | np.ndarray = 1.0) -> np.ndarray:
+        """The output of each window, from a zero state.
+
+        Args:
+            x: `(B, window, input_size)` or `(window, input_size)`: raw readings when the
+                model carries a scaling, else the layer's inputs.
+            dt: elapsed times of the readings: a number, `(window,)` or `(B, window)`.
+
+        Returns:
+            `(B, output_size)` (or `(output_size,)`): a classifier's class probabilities
+            (in the order of `classes`), a forecaster's forecasts in the data's units, else
+            the layer's outputs.
+        """
+        x = np.asarray(x, np.float32)
+        single = x.ndim == 2
+        x = x[None] if single else x
+        T, C = self.window, self.input_size
+        if x.ndim != 3 or x.shape[1:] != (T, C):
+            raise ValueError(f"x must be (B, {T}, {C}) or ({T}, {C}); got {np.shape(x)}")
+        dt = _check_dt(dt, (x.shape[0], T))
+        y = self._run_window(self._scale(x), dt)
+        y = self._finish(y, x[:, -1])
+        return y[0] if single else y
+
+
+class _NumpyNet:
+    """The network of an `.npz` model: `(x, state, dt) -> (y, state)` for one reading."""
 
     def __init__(self, weights: dict, meta: dict):
-        super().__init__(meta)
+        self.meta = meta
         cfg = meta["cell"]
         w = {k: v.astype(np.float32) for k, v in weights.items()}
         kind = cfg["kind"]
@@ -304,7 +367,7 @@ class NumpyStep(_Streams):
         self.proj = (w["proj.weight"], w["proj.bias"]) if "proj.weight" in w else None
         self.head = (w["head.weight"], w["head.bias"]) if "head.weight" in w else None
 
-    def _run(self, x, state, dt):
+    def __call__(self, x, state, dt):
         H = self.meta["cell_state_size"]
         h, c = (state[:, :H], state[:, H:]) if self.lstm else (state, None)
         if self.lstm:
@@ -321,17 +384,43 @@ class NumpyStep(_Streams):
         return y.astype(np.float32, copy=False), state.astype(np.float32, copy=False)
 
 
+class NumpyStep(_Streams):
+    """A step model in numpy (`.npz` written by `export(..., format="numpy")`)."""
+
+    def __init__(self, weights: dict, meta: dict):
+        super().__init__(meta)
+        self._run = _NumpyNet(weights, meta)
+
+
+class NumpyWindow(_Window):
+    """A whole-window model in numpy (`export(..., format="numpy", window=T)`)."""
+
+    def __init__(self, weights: dict, meta: dict):
+        super().__init__(meta)
+        self._net = _NumpyNet(weights, meta)
+
+    def _run_window(self, x, dt):
+        state = np.zeros((x.shape[0], self.state_size), np.float32)
+        for t in range(self.window):
+            y, state = self._net(x[:, t], state, dt if dt.ndim == 0 else dt[:, t : t + 1])
+        return y
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxStep(_Streams):
     """A step model in onnxruntime (`.onnx` written by `export(..., format="onnx")`)."""
 
     def __init__(self, path: Path, meta: dict):
-        import onnxruntime as ort
-
         super().__init__(meta)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = _session(path)
         self._batch = None
 
     def _bind(self, B: int) -> None:
@@ -368,9 +457,22 @@ class OnnxStep(_Streams):
         return self._y.copy(), self._h[1 - cur]
 
 
-def load(path) -> NumpyStep | OnnxStep:
-    """The step model at `path` (`.npz`: the numpy runtime; `.onnx`: onnxruntime), with its
-    sidecar `<path>.json`."""
+class OnnxWindow(_Window):
+    """A whole-window model in onnxruntime (`export(..., format="onnx", window=T)`)."""
+
+    def __init__(self, path: Path, meta: dict):
+        super().__init__(meta)
+        self.session = _session(path)
+
+    def _run_window(self, x, dt):
+        dt = np.broadcast_to(dt, x.shape[:2]).astype(np.float32)
+        return self.session.run(["y"], {"x": np.ascontiguousarray(x, np.float32), "dt": dt})[0]
+
+
+def load(path) -> NumpyStep | OnnxStep | NumpyWindow | OnnxWindow:
+    """The model at `path` (`.npz`: the numpy runtime; `.onnx`: onnxruntime), with its
+    sidecar `<path>.json`: a step model (`step`, `reset`), or a whole-window model (`predict`)
+    when it was exported with `window=T`."""
     path = Path(path)
     sidecar = path.with_name(path.name + ".json")
     if not sidecar.is_file():
@@ -378,12 +480,13 @@ def load(path) -> NumpyStep | OnnxStep:
     meta = json.loads(sidecar.read_text())
     if meta.get("format") != FORMAT or meta.get("format_version", 99) > VERSION:
         raise ValueError(f"{sidecar}: not a step model this runtime can read")
+    window = meta.get("window") is not None
     if path.suffix == ".onnx":
-        return OnnxStep(path, meta)
+        return (OnnxWindow if window else OnnxStep)(path, meta)
     with np.load(path, allow_pickle=False) as data:
         weights = {k: data[k] for k in data.files}
     for name in [k for k in weights if k.endswith(".__scale__")]:  # int8 weights, per row
         scale = weights.pop(name)
         key = name[: -len(".__scale__")]
         weights[key] = weights[key].astype(np.float32) * scale[:, None]
-    return NumpyStep(weights, meta)
+    return (NumpyWindow if window else NumpyStep)(weights, meta)

@@ -4,8 +4,10 @@ numpy only), each with a JSON sidecar that says what a device needs: sizes, name
 scaling of a trained forecaster.
 
 The step is the unit of export, not a whole sequence: a sequence export would freeze its
-length, while a step model streams any number of readings with any time steps. The exported
-math is the readable cells' (`liquidnets.cells`), checked against PyTorch by the tests.
+length, while a step model streams any number of readings with any time steps. Where a model
+only ever sees windows of one length (a classifier), `window=T` exports the whole window
+instead, `(x (B, T, C), dt (B, T)) -> y`, from a zero state. The exported math is the readable
+cells' (`liquidnets.cells`), checked against PyTorch by the tests.
 """
 
 from __future__ import annotations
@@ -161,6 +163,21 @@ class StepModule(nn.Module):
         return y, (torch.cat([h, c], dim=1) if layer.use_mixed else h)
 
 
+class WindowModule(nn.Module):
+    """A whole window of `length` readings from a zero state, the step unrolled:
+    `forward(x (B, T, C), dt (B, T)) -> y (B, out)`, the output after the last reading."""
+
+    def __init__(self, step: StepModule, length: int, state_size: int):
+        super().__init__()
+        self.step, self.length, self.state_size = step, length, state_size
+
+    def forward(self, x, dt):
+        h = torch.zeros_like(x[:, 0, :1]).expand(-1, self.state_size)  # (B, S), B dynamic
+        for t in range(self.length):
+            y, h = self.step(x[:, t], h, dt[:, t : t + 1])
+        return y
+
+
 def _cell_config(cell) -> dict:
     if isinstance(cell, WiredCfCCell):
         motor = cell._motor_index
@@ -191,61 +208,82 @@ def _cell_config(cell) -> dict:
     raise TypeError(f"cannot export a {type(cell).__name__}")
 
 
+_SERVES = "export serves forecasters and classifiers"
+
+
 def _resolve(model):
-    """(layer, head, forecaster or None) for a layer, a forecaster or a run folder."""
+    """(layer, head, task model or None) for a layer, a forecaster, a classifier, or a run or
+    model folder of either."""
     from liquidnets.tasks import models as _models
 
     if isinstance(model, (str, Path)):
-        from liquidnets.tasks.forecast import Forecaster
+        from liquidnets.tasks import Classifier, Forecaster
         from liquidnets.tasks.run import RunError, load_run
 
-        if (Path(model) / "model.safetensors").is_file():  # a saved model (Forecaster.save)
-            model = Forecaster.load(model)
+        if (Path(model) / "model.safetensors").is_file():  # Forecaster.save, Classifier.save
+            config = Path(model) / "config.json"
+            task = json.loads(config.read_text()).get("task") if config.is_file() else None
+            if task not in ("forecast", "classify"):
+                raise RunError(f"{model}: a {task} model; {_SERVES}")
+            model = (Forecaster if task == "forecast" else Classifier).load(model)
         else:
             settings, models = load_run(model)
-            if settings["task"] != "forecast":
-                raise RunError(f"{model}: a {settings['task']} run; export serves forecasters")
+            if settings["task"] not in ("forecast", "classify"):
+                raise RunError(f"{model}: a {settings['task']} run; {_SERVES}")
             model = models[settings["model"]]
     if isinstance(model, (CfC, LTC)):
         return model, None, None
     net = getattr(model, "net", None)
-    if isinstance(net, _models.FromLastValue) and isinstance(net.net, _models.LiquidNet):
-        return net.net.rnn, net.net.head, model
+    if isinstance(net, _models.FromLastValue):  # a forecaster's network
+        net = net.net
+    if isinstance(net, _models.LiquidNet):
+        return net.rnn, net.head, model
     raise TypeError(
-        "export takes a CfC or LTC layer, a liquid Forecaster or a forecast run folder; "
-        f"got {type(model).__name__}"
+        "export takes a CfC or LTC layer, or a liquid Forecaster or Classifier (or a run or "
+        f"model folder of one); got {type(model).__name__}"
+        + (f" ({model.model})" if isinstance(getattr(model, "model", None), str) else "")
     )
 
 
-def _meta(layer, head, forecaster) -> dict:
+def _meta(layer, head, task, window: int | None) -> dict:
     cell_state = layer.state_size
     out = layer.out_features if head is None else head.out_features
+    state_size = 2 * cell_state if layer.use_mixed else cell_state
     meta = {
         "format": FORMAT,
         "format_version": VERSION,
+        "window": window,
         "inputs": {"x": "(B, input_size)", "h": "(B, state_size)", "dt": "(B, 1)"},
         "outputs": {"y": "(B, output_size)", "h_next": "(B, state_size)"},
         "input_size": layer.input_size,
-        "state_size": 2 * cell_state if layer.use_mixed else cell_state,
+        "state_size": state_size,
         "cell_state_size": cell_state,
         "output_size": out,
         "mixed_memory": bool(layer.use_mixed),
         "cell": _cell_config(layer.rnn_cell),
         "opset": OPSET,
+        "task": None,
     }
-    if forecaster is not None:
-        spec = forecaster.spec
+    if window is not None:
+        meta["inputs"] = {"x": f"(B, {window}, input_size)", "dt": f"(B, {window})"}
+        meta["outputs"] = {"y": "(B, output_size)"}
+    if task is not None:
+        spec = task.spec
         meta.update(
+            task="classify" if hasattr(task, "classes") else "forecast",
+            lookback=task.lookback,
             features=list(spec["columns"]),
-            targets=list(spec["targets"]),
-            target_index=[spec["columns"].index(t) for t in spec["targets"]],
-            horizon=forecaster.horizon,
             time_unit=spec["time_unit"],
-            scaling={
-                "mean": forecaster.scaler.mean.tolist(),
-                "std": forecaster.scaler.std.tolist(),
-            },
+            scaling={"mean": task.scaler.mean.tolist(), "std": task.scaler.std.tolist()},
         )
+        if meta["task"] == "classify":
+            meta["classes"] = list(task.classes)
+        else:
+            meta.update(
+                targets=list(spec["targets"]),
+                target_index=[spec["columns"].index(t) for t in spec["targets"]],
+                horizon=task.horizon,
+            )
     return meta
 
 
@@ -284,19 +322,23 @@ def export(
     *,
     format: str | None = None,
     quantize: str | None = None,
+    window: int | bool | None = None,
     overwrite: bool = True,
 ) -> Path:
     """Write the step model of `model` to `path`, and its sidecar to `<path>.json`.
 
     Args:
         model: a `CfC` or `LTC` layer (any wiring, mode, solver, mixed memory, projection), a
-            liquid `Forecaster`, a forecast run folder (its main model) or a model folder
-            saved by `Forecaster.save`.
+            liquid `Forecaster` or `Classifier`, a forecast or classification run folder (its
+            main model) or a model folder saved by `Forecaster.save` or `Classifier.save`.
         path: the file to write: `.onnx` or `.npz`.
         format: `onnx` or `numpy`; by default from the suffix.
         quantize: None (float32) or `int8`: weight-only int8, one scale per row of every
             matrix (dequantised when loaded: numpy's `__scale__` arrays, ONNX's
             `DequantizeLinear`); the arithmetic stays float32, so the state is never rounded.
+        window: None (a step model), or export a whole window of this many readings from a
+            zero state, `(x (B, T, C), dt (B, T)) -> y`; `True` takes a forecaster's or
+            classifier's lookback.
         overwrite: replace existing files (both are written beside their place and renamed).
 
     Returns:
@@ -311,8 +353,16 @@ def export(
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
-    layer, head, forecaster = _resolve(model)
-    meta = {**_meta(layer, head, forecaster), "quantized": quantize}
+    layer, head, task = _resolve(model)
+    if window is True:
+        if task is None:
+            raise ValueError("window=True takes a forecaster's or classifier's lookback; "
+                             "for a layer, give the window's length")  # fmt: skip
+        window = task.lookback
+    if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
+        raise ValueError(f"window must be a positive number of readings; got {window!r}")
+    window = None if window is None else int(window)
+    meta = {**_meta(layer, head, task, window), "quantized": quantize}
     with new_file(path) as tmp:
         if format == "numpy":
             weights = _weights(layer, head)
@@ -333,23 +383,28 @@ def _onnx(layer, head, meta: dict, target: Path) -> None:
     from liquidnets import fast
 
     step = StepModule(layer, head).eval()
-    B = 2  # a batch of 2 traces the batched branches; the batch axis is dynamic
-    args = (
-        torch.zeros(B, meta["input_size"]),
-        torch.zeros(B, meta["state_size"]),
-        torch.ones(B, 1),
-    )
+    B, T = 2, meta["window"]  # a batch of 2 traces the batched branches; the batch axis is dynamic
+    if T is None:
+        module, names = step, (["x", "h", "dt"], ["y", "h_next"])
+        args = (
+            torch.zeros(B, meta["input_size"]),
+            torch.zeros(B, meta["state_size"]),
+            torch.ones(B, 1),
+        )
+    else:
+        module, names = WindowModule(step, T, meta["state_size"]), (["x", "dt"], ["y"])
+        args = (torch.zeros(B, T, meta["input_size"]), torch.ones(B, T))
     with fast.disabled(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python branches
         torch.onnx.export(
-            step,
+            module,
             args,
             str(target),
             dynamo=False,
             opset_version=OPSET,
-            input_names=["x", "h", "dt"],
-            output_names=["y", "h_next"],
-            dynamic_axes={name: {0: "batch"} for name in ("x", "h", "dt", "y", "h_next")},
+            input_names=names[0],
+            output_names=names[1],
+            dynamic_axes={name: {0: "batch"} for name in names[0] + names[1]},
         )
 
 
