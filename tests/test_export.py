@@ -197,6 +197,10 @@ def test_a_forecaster_exports_with_its_scaling(tmp_path):
         assert step.meta["features"] == model.spec["columns"] and step.meta["horizon"] == 2
         got = [step.step(r, dt=1.0) for r in rows[:50]]  # raw readings in, degrees out
         np.testing.assert_allclose(np.stack(got), np.stack(expected), rtol=1e-4, atol=1e-4)
+        # its whole window (the last 12 readings) forecasts what `predict` forecasts
+        window = runtime.load(export(model, tmp_path / f"w.{fmt}", window=True))
+        ahead = window.predict(rows[-12:], dt=1.0)
+        np.testing.assert_allclose(ahead, model.predict(frame)["temp"], rtol=1e-5, atol=1e-4)
 
 
 def test_a_classifier_exports_its_windows_and_its_steps(tmp_path):

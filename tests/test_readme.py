@@ -169,8 +169,9 @@ def test_deployment_commands_run(tmp_path, monkeypatch):
     from liquidnets import runtime
 
     heading = "Deploying to a device"
-    assert [c[:2] for c in section_commands(heading)] == [["liquidnets", "export"]] * 2
+    assert [c[:2] for c in section_commands(heading)] == [["liquidnets", "export"]] * 3
     run_section_commands(heading, tmp_path, monkeypatch)
-    for name in ("co2.onnx", "co2-int8.npz"):
+    for name in ("co2.onnx", "co2-int8.npz", "co2-window.onnx"):
         model = runtime.load(tmp_path / "runs" / name)
         assert model.meta["targets"] == ["co2_ppm"] and model.output_size == 4
+    assert model.window == 32  # the run's lookback

@@ -139,11 +139,11 @@ class _LTC:
             np.ascontiguousarray(a.T)
             for a in (s_w, s_w * g("sensory_erev"), g("sensory_mu"), g("sensory_sigma"))
         )
-        ws, mu, sigma, erev = pos(g("w")) * g("sparsity_mask"), g("mu"), g("sigma"), g("erev")
+        ws, erev = pos(g("w")) * g("sparsity_mask"), g("erev")
         # sigmoid(u) = (1 + tanh(u / 2)) / 2: the synapses' constant halves are summed once
-        self.syn_half = tuple(
+        self.synapse = tuple(
             np.ascontiguousarray(a.T)
-            for a in (0.5 * sigma, 0.5 * sigma * mu, 0.5 * ws, 0.5 * ws * erev)
+            for a in (g("mu"), 0.5 * g("sigma"), 0.5 * ws, 0.5 * ws * erev)
         )
         gleak, self.cm = pos(g("gleak")), pos(g("cm"))
         self.a0 = gleak * g("vleak") + (0.5 * ws * erev).sum(axis=0)
@@ -160,29 +160,25 @@ class _LTC:
         s = _sigmoid((x[:, None, :] - s_mu) * s_sigma)  # (B, N, C)
         a_in = self.a0 + np.einsum("bij,ij->bi", s, s_we)
         b_in = self.b0 + np.einsum("bij,ij->bi", s, s_w)
-        half_s, half_sm, half_w, half_we = self.syn_half
-        fused = self.solver == "fused"
-        if fused:
-            b_in = b_in + self.eps
+        mu, half_s, half_w, half_we = self.synapse
 
-        def f(v):
-            th = np.tanh(v[:, None, :] * half_s - half_sm)  # (B, N, N): (post, pre)
-            return a_in + np.einsum("bij,ij->bi", th, half_we), b_in + np.einsum(
-                "bij,ij->bi", th, half_w
-            )
+        def synapses(v):  # the sums of tanh((v_pre - mu) sigma / 2), weighted
+            th = np.tanh((v[:, None, :] - mu) * half_s)  # (B, N, N): (post, pre)
+            return np.einsum("bij,ij->bi", th, half_we), np.einsum("bij,ij->bi", th, half_w)
 
         cm, eps, h = self.cm, self.eps, t / self.unfolds
 
         def d(v):
-            a, b = f(v)
-            return (a - b * v) / (cm + eps)
+            a, b = synapses(v)
+            return (a_in + a - (b_in + b) * v) / (cm + eps)
 
-        if fused:
+        if self.solver == "fused":
             g = cm / np.maximum(h, np.float32(1e-30))
+            gb = g + (b_in + eps)
         for _ in range(self.unfolds):
-            if fused:
-                a, b = f(v)
-                v = (g * v + a) / (g + b)
+            if self.solver == "fused":
+                a, b = synapses(v)
+                v = (g * v + (a_in + a)) / (gb + b)
             elif self.solver == "euler":
                 v = v + h * d(v)
             elif self.solver == "midpoint":

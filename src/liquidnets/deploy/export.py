@@ -84,8 +84,9 @@ class _LTCStep(nn.Module):
     - the synapse matrices transposed to `(post, pre)`, so each unfold's sums run over the
       last axis;
     - the semi-implicit step divided through by `h`: `v' = (g v + a) / (g + b + eps)` with
-      `g = cm / h` computed once per step (`h` floored at 1e-30, so `dt = 0` leaves `v` as it
-      is, to float precision)."""
+      `g = cm / h` (`h` floored at 1e-30, so `dt = 0` leaves `v` as it is, to float
+      precision), and the input's part of the denominator, `g + b_in + eps`, summed once per
+      step."""
 
     def __init__(self, cell: LTCCell):
         super().__init__()
@@ -98,8 +99,8 @@ class _LTCStep(nn.Module):
             s_w = pos(cell.sensory_w) * cell.sensory_sparsity_mask
             buffers = {
                 # (post, pre): row i holds the synapses onto neuron i
+                "mu": cell.mu.t(),
                 "half_sigma": 0.5 * cell.sigma.t(),
-                "half_sigma_mu": (0.5 * cell.sigma * cell.mu).t(),
                 "half_w": 0.5 * w.t(),
                 "half_w_erev": (0.5 * w * cell.erev).t(),
                 "a0": pos(cell.gleak) * cell.vleak + (0.5 * w * cell.erev).sum(dim=0),
@@ -119,20 +120,24 @@ class _LTCStep(nn.Module):
         s = torch.sigmoid((x - self.s_mu) * self.s_sigma)  # (B, N, C)
         a_in = self.a0 + (s * self.s_w_erev).sum(dim=2)
         b_in = self.b0 + (s * self.s_w).sum(dim=2)
-        if self.fused:  # its denominator's epsilon, added once per step
-            b_in = b_in + self.solver.epsilon
 
-        def field(v):
-            th = torch.tanh(v.unsqueeze(1) * self.half_sigma - self.half_sigma_mu)  # (B, N, N)
-            return a_in + (th * self.half_w_erev).sum(dim=2), b_in + (th * self.half_w).sum(dim=2)
+        def synapses(v):  # the sums of tanh((v_pre - mu) sigma / 2), weighted
+            th = torch.tanh((v.unsqueeze(1) - self.mu) * self.half_sigma)  # (B, N, N)
+            return (th * self.half_w_erev).sum(dim=2), (th * self.half_w).sum(dim=2)
 
         if not self.fused:
+
+            def field(v):
+                a, b = synapses(v)
+                return a_in + a, b_in + b
+
             v = integrate(self.solver, field, v, self.cm, t, self.unfolds)
             return cell._map_outputs(v), v
         g = self.cm / torch.clamp(t / self.unfolds, min=1e-30)
+        gb = g + (b_in + self.solver.epsilon)
         for _ in range(self.unfolds):
-            a, b = field(v)
-            v = (g * v + a) / (g + b)
+            a, b = synapses(v)
+            v = (g * v + (a_in + a)) / (gb + b)
         return cell._map_outputs(v), v
 
 
