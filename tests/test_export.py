@@ -56,13 +56,18 @@ def streamed(model, x, dt):
     return out.transpose(0, 1).numpy()
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("name", CELLS)
-def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
+def seeded(name: str, fmt: str):
+    """The layer `CELLS[name]` with seeded weights (onnxruntime needed for `fmt="onnx"`)."""
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
-    model = CELLS[name]().eval()
+    return CELLS[name]().eval()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", CELLS)
+def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
+    model = seeded(name, fmt)
     rng = np.random.default_rng(1)
     T, B = 1000, 2
     x = rng.standard_normal((T, B, C)).astype(np.float32)
@@ -86,10 +91,7 @@ WINDOW_CELLS = ["cfc", "cfc_pure", "cfc_autoncp", "cfc_mixed_proj", "ltc", "ltc_
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", WINDOW_CELLS)
 def test_a_whole_window_matches_pytorch(name, fmt, tmp_path):
-    if fmt == "onnx":
-        pytest.importorskip("onnxruntime")
-    torch.manual_seed(0)
-    model = CELLS[name]().eval()
+    model = seeded(name, fmt)
     T, rng = 12, np.random.default_rng(2)
     window = runtime.load(export(model, tmp_path / f"w.{fmt}", window=T))
     assert window.window == T and not hasattr(window, "step")
