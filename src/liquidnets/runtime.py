@@ -16,8 +16,13 @@ so it can be copied to a device on its own:
     ((2, 8), (2, 8))
 
 `step()` keeps one state row per stream (the batch rows); `reset()` forgets them. A model
-exported from a trained forecaster also applies the training's input scaling and maps its
-outputs back to the data's units, so a device feeds raw readings and reads forecasts.
+exported from a trained forecaster or classifier also applies the training's input scaling,
+and gives forecasts in the data's units or class probabilities, so a device feeds raw
+readings. A model exported with `window=T` takes whole windows instead:
+
+    >>> window = load(export(CfC(3, 8), tempfile.mkdtemp() + "/w.npz", window=5))
+    >>> window.predict(np.ones((4, 5, 3), np.float32), dt=1.0).shape  # 4 windows of 5
+    (4, 8)
 """
 
 from __future__ import annotations
@@ -220,10 +225,9 @@ def _check_dt(dt, shape: tuple) -> np.ndarray:
     """`dt` as float32: a number stays a scalar (broadcast by the arithmetic); an array takes
     `shape`, `(B, 1)` for a step or `(B, T)` for a window, or is one row shared by all."""
     if isinstance(dt, (int, float, np.floating)):
-        dt = np.float32(dt)
-        if not (dt >= 0 and math.isfinite(dt)):
+        if not 0.0 <= dt < math.inf:  # (NaN fails both comparisons)
             raise ValueError(f"dt must be finite and non-negative; got {dt}")
-        return dt
+        return np.float32(dt)
     dt = np.asarray(dt, np.float32)
     if dt.size == shape[0] * shape[1]:
         dt = dt.reshape(shape)
