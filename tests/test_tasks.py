@@ -141,6 +141,18 @@ def test_the_commands_run_every_task(tmp_path, task, args, columns, plot):
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out)
     assert ("label" if task == "classify" else "flagged") in written
+    # a classifier's run exports for the edge (a whole window); an anomaly run says it cannot
+    model = tmp_path / "window.npz"
+    result = CliRunner().invoke(cli, ["export", str(run), "--window", "--out", str(model)])
+    if task == "classify":
+        from liquidnets import runtime
+
+        assert result.exit_code == 0, result.output
+        window = runtime.load(model)
+        assert window.window == 16 and window.classes == sorted(set(machine_states()["state"]))
+    else:
+        assert result.exit_code != 0 and not model.exists()
+        assert "a run of task 'anomaly'; export serves forecasters and classifiers" in result.output
 
 
 def test_classify_without_a_label_is_one_line(tmp_path):

@@ -229,12 +229,12 @@ def _resolve(model):
             config = Path(model) / "config.json"
             task = json.loads(config.read_text()).get("task") if config.is_file() else None
             if task not in ("forecast", "classify"):
-                raise RunError(f"{model}: a {task} model; {_SERVES}")
+                raise RunError(f"{model}: a model of task {task!r}; {_SERVES}")
             model = (Forecaster if task == "forecast" else Classifier).load(model)
         else:
             settings, models = load_run(model)
             if settings["task"] not in ("forecast", "classify"):
-                raise RunError(f"{model}: a {settings['task']} run; {_SERVES}")
+                raise RunError(f"{model}: a run of task {settings['task']!r}; {_SERVES}")
             model = models[settings["model"]]
     if isinstance(model, (CfC, LTC)):
         return model, None, None
