@@ -240,6 +240,86 @@ def test_a_classifier_exports_its_windows_and_its_steps(tmp_path):
             assert p.sum() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("missing", ["mask", "interpolate", "drop"])
+def test_missing_readings_follow_the_training_policy(missing, tmp_path):
+    """A forecaster trained on readings with gaps: its step model, fed raw readings with NaN,
+    forecasts what the live `StreamPredictor` forecasts (the policy applied online: the last
+    value held, the mask columns set, or the reading dropped and its time carried on)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("lightning")
+    from liquidnets.tasks import Forecaster
+
+    t = np.arange(300.0)
+    temp, load = 20 + 3 * np.sin(t / 9), 50 + 10 * np.cos(t / 7)
+    temp[[30, 31, 100]], load[[50, 120, 121, 122]] = np.nan, np.nan
+    frame = pd.DataFrame({"t": t, "temp": temp, "load": load})
+    train = {"max_epochs": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
+    model = Forecaster("cfc", lookback=12, horizon=1, units=8, train=train)
+    model.fit(frame, targets="temp", time="t", missing=missing)
+    live = StreamPredictor(model)
+    readings = [c for c in model.spec["columns"] if not c.endswith("__missing")]
+    rows = frame[readings].to_numpy()[:140].copy()
+    rows[0, 0] = np.nan  # before any reading of the column: the training's mean stands in
+    rows[5] = np.nan  # a whole reading missing
+    expected = []
+    for k, r in enumerate(rows):
+        f = live.update(r, timestamp=k).forecast
+        expected.append(np.full(1, np.nan) if f is None else f.reshape(-1))
+    expected = np.stack(expected)
+    gaps = np.isnan(rows).any(axis=1)
+    assert gaps.sum() == 9 and np.isnan(expected[1:]).sum() == 0
+    assert np.isnan(expected[0]).all() == (missing == "drop")  # dropped before any forecast
+    for fmt in FORMATS:
+        if fmt == "onnx" and not _has("onnxruntime"):
+            continue
+        step = runtime.load(export(model, tmp_path / f"m.{fmt}"))
+        assert step.missing == missing and step.readings == readings == ["load", "temp"]
+        assert step.input_size == (4 if missing == "mask" else 2)  # the mask columns
+        got = np.stack([step.step(r, dt=1.0) for r in rows])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+        window = runtime.load(export(model, tmp_path / f"w.{fmt}", window=True))
+        if missing == "drop":  # a dropped reading gives the standing forecast again
+            assert np.array_equal(got[gaps][1:], got[np.flatnonzero(gaps)[1:] - 1])
+            with pytest.raises(ValueError, match="a whole window cannot drop a reading"):
+                window.predict(rows[28:40], dt=1.0)
+            continue
+        # a whole window fills its gaps the same way, from within the window
+        for end in (40, 55, 130):
+            step.reset()
+            for r in rows[end - 12 : end]:
+                streamed_ = step.step(r, dt=1.0)
+            np.testing.assert_allclose(
+                window.predict(rows[end - 12 : end], dt=1.0), streamed_, rtol=1e-5, atol=1e-5
+            )
+
+
+def test_a_missing_reading_under_the_error_policy_is_one_line(tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("lightning")
+    from liquidnets.tasks import Forecaster
+
+    t = np.arange(200.0)
+    frame = pd.DataFrame({"t": t, "temp": np.sin(t / 9), "load": np.cos(t / 7)})
+    train = {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu", "devices": 1}
+    model = Forecaster("cfc", lookback=8, units=4, train=train)
+    model.fit(frame, targets="temp", time="t")
+    step = runtime.load(export(model, tmp_path / "m.npz"))
+    assert step.readings == ["load", "temp"]  # the features first, then the targets
+    before = step.step([0.1, 0.2])
+    with pytest.raises(ValueError, match="column 'temp' is missing \\(NaN\\) in row 0; the model"):
+        step.step([0.1, np.nan])
+    with pytest.raises(ValueError, match="column 'load' is infinite in row 1"):
+        step.step([[0.1, 0.2], [np.inf, 0.2]])
+    with pytest.raises(ValueError, match=r"x must be \(B, 2\) or \(2,\); got \(3,\)"):
+        step.step([0.1, 0.2, 0.3])
+    step.reset()
+    np.testing.assert_array_equal(step.step([0.1, 0.2]), before)  # nothing moved
+    buffer = np.array([0.1, 0.2], np.float32)  # a caller's reused buffer is never kept
+    step.step(buffer)
+    buffer[:] = 5.0
+    assert np.array_equal(step._held, np.float32([[0.1, 0.2]]))
+
+
 def _has(module: str) -> bool:
     import importlib.util
 

@@ -16,9 +16,9 @@ so it can be copied to a device on its own:
     ((2, 8), (2, 8))
 
 `step()` keeps one state row per stream (the batch rows); `reset()` forgets them. A model
-exported from a trained forecaster or classifier also applies the training's input scaling,
-and gives forecasts in the data's units or class probabilities, so a device feeds raw
-readings. A model exported with `window=T` takes whole windows instead:
+exported from a trained forecaster or classifier runs the training's preprocessing (its input
+scaling, and its missing-value policy for readings that are NaN), and gives forecasts in the
+data's units or class probabilities, so a device feeds raw readings (`model.readings`). A model exported with `window=T` takes whole windows instead:
 
     >>> window = load(export(CfC(3, 8), tempfile.mkdtemp() + "/w.npz", window=5))
     >>> window.predict(np.ones((4, 5, 3), np.float32), dt=1.0).shape  # 4 windows of 5
@@ -35,6 +35,7 @@ import numpy as np
 
 FORMAT = "liquidnets-step"
 VERSION = 1
+MASK_SUFFIX = "__missing"  # the 0/1 column the `mask` policy adds for a column with gaps
 
 __all__ = ["load", "NumpyStep", "OnnxStep", "NumpyWindow", "OnnxWindow", "FORMAT"]
 
@@ -244,8 +245,9 @@ def _check_dt(dt, shape: tuple) -> np.ndarray:
 
 
 class _Model:
-    """What every exported model shares: its sidecar, the training's input scaling and the
-    outputs' units (a forecaster's in the data's units, a classifier's as probabilities)."""
+    """What every exported model shares: its sidecar, the training's preprocessing (the input
+    scaling, the missing-value policy) and the outputs' units (a forecaster's in the data's
+    units, a classifier's as probabilities)."""
 
     def __init__(self, meta: dict):
         self.meta = meta
@@ -263,6 +265,51 @@ class _Model:
             # forecasts are step-major: every target at step 1, then at step 2, ...
             self.target_index = list(meta["target_index"]) * meta["horizon"]
             self.target_std = self.scaling["std"][self.target_index]
+        #: the columns a trained model reads (its features without their mask columns), or None
+        #: for a layer, whose inputs are taken as they are
+        self.readings = None
+        #: the training's missing-value policy: error, mask, interpolate or drop
+        self.missing = meta.get("missing")
+        if self.missing is not None:
+            features = meta["features"]
+            self.readings = [c for c in features if not c.endswith(MASK_SUFFIX)]
+            # the data columns come first, then one 0/1 column per column that had gaps
+            self._masked = [self.readings.index(c[: -len(MASK_SUFFIX)]) for c in features
+                            if c.endswith(MASK_SUFFIX)]  # fmt: skip
+            # before a column's first observation, the training's mean stands in for it
+            self._first = self.scaling["mean"][: len(self.readings)]
+
+    def _check_x(self, x, axes: tuple) -> tuple[np.ndarray, bool]:
+        """`x` as float32 with the leading axis added when it was left out (and whether it
+        was); its last axis holds the readings (or for a layer, its inputs)."""
+        x = np.asarray(x, np.float32)
+        shape, single = x.shape, x.ndim == len(axes) - 1
+        x = x[None] if single else x
+        width = self.input_size if self.readings is None else len(self.readings)
+        if x.ndim != len(axes) or x.shape[1:-1] != axes[1:-1] or x.shape[-1] != width:
+            dims = ", ".join(str(a) for a in (*axes[1:-1], width))
+            one = f"({dims})" if len(axes) > 2 else f"({dims},)"
+            raise ValueError(f"x must be (B, {dims}) or {one}; got {shape}")
+        if self.readings is not None:
+            bad = np.isinf(x)
+            if self.missing == "error":
+                bad |= np.isnan(x)
+            if bad.any():
+                at = np.argwhere(bad)[0]
+                what = "infinite" if np.isinf(x[tuple(at)]) else "missing (NaN)"
+                raise ValueError(
+                    f"x: column {self.readings[at[-1]]!r} is {what} in row {at[0]}"
+                    + ("" if what == "infinite" else "; the model was trained with missing='error'")
+                )
+        return x, single
+
+    def _inputs(self, x: np.ndarray, gaps: np.ndarray | None) -> np.ndarray:
+        """The scaled model inputs of filled readings: the readings, then the mask columns."""
+        if self.readings is not None and self._masked:
+            if gaps is None:
+                gaps = np.zeros(x.shape, bool)
+            x = np.concatenate([x, gaps[..., self._masked].astype(np.float32)], axis=-1)
+        return self._scale(x)
 
     def _scale(self, x: np.ndarray) -> np.ndarray:
         if self.scaling is None:
@@ -270,7 +317,7 @@ class _Model:
         return (x - self.scaling["mean"]) / self.scaling["std"]
 
     def _finish(self, y: np.ndarray, last: np.ndarray) -> np.ndarray:
-        """The network's output in the model's units; `last` holds the latest raw readings."""
+        """The network's output in the model's units; `last` holds the latest readings."""
         if self.target_index is not None:
             # a forecaster predicts the change from the last reading of each target
             return y * self.target_std + last[:, self.target_index]
@@ -291,30 +338,63 @@ class _Streams(_Model):
         """Forget every stream's state (the next `step` starts from zeros)."""
         self.state = None
 
+    def _start(self, B: int) -> None:
+        self.state = np.zeros((B, self.state_size), np.float32)
+        if self.readings is not None:
+            self._held = np.broadcast_to(self._first, (B, len(self.readings))).copy()
+            self._carry = np.zeros((B, 1), np.float32)  # time of readings dropped since
+            self._started = np.zeros((B, 1), bool)  # a reading was taken (not dropped)
+            self._standing = np.full((B, self.output_size), np.nan, np.float32)
+
     def step(self, x, dt: float | np.ndarray = 1.0) -> np.ndarray:
         """Advance every stream by one reading.
 
         Args:
-            x: `(B, input_size)` (B streams) or `(input_size,)`; raw readings when the model
-                carries a scaling (a forecaster's or classifier's), else the layer's inputs.
+            x: `(B, n)` (B streams) or `(n,)`. For a trained forecaster or classifier, its
+                raw `readings` (NaN where missing: handled by the training's policy,
+                `missing`); for a layer, its `input_size` inputs.
             dt: elapsed time since each stream's previous reading: a number or `(B,)`.
 
         Returns:
             `(B, output_size)` (or `(output_size,)`): a forecaster's forecasts in the data's
             units, a classifier's class probabilities (in the order of `classes`), else the
-            layer's outputs.
+            layer's outputs. Under `missing="drop"`, a row with a missing reading is skipped:
+            its state stays, its output is the one still standing (NaN before the stream's
+            first), and its time is carried to the stream's next reading.
         """
-        x = np.asarray(x, np.float32)
-        single = x.ndim == 1
-        x = x.reshape(1, -1) if single else x
-        if x.ndim != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"x must be (B, {self.input_size}); got {np.shape(x)}")
+        x, single = self._check_x(x, (None, None))
         B = x.shape[0]
         dt = _check_dt(dt, (B, 1))
         if self.state is None or self.state.shape[0] != B:
-            self.state = np.zeros((B, self.state_size), np.float32)
-        y, self.state = self._run(self._scale(x), self.state, dt)
+            self._start(B)
+        if self.readings is None:
+            y, self.state = self._run(self._scale(x), self.state, dt)
+            y = self._finish(y, x)
+            return y[0] if single else y
+        gaps = np.isnan(x)
+        dropped = None
+        if gaps.any():
+            if self.missing == "drop":
+                dropped = gaps.any(axis=1)
+            # mask and interpolate hold each stream's last value (interpolating would need
+            # the future)
+            x = np.where(gaps, self._held, x)
+        self._held = x = x.copy()  # never a view of the caller's buffer
+        if self.missing == "drop":
+            dt = dt + self._carry
+        before = self.state
+        y, self.state = self._run(self._inputs(x, gaps), before, dt)
         y = self._finish(y, x)
+        if self.missing == "drop":
+            # a dropped reading's time goes to the stream's next one, as training measured
+            # time between the readings it kept (a stream's first kept reading starts afresh)
+            taken = ~dropped[:, None] if dropped is not None else np.ones((B, 1), bool)
+            self._carry = np.where(taken | ~self._started, 0, dt)
+            self._started = self._started | taken
+            if dropped is not None:
+                self.state = np.where(taken, self.state, before)
+                y = np.where(taken, y, self._standing)
+            self._standing = y
         return y[0] if single else y
 
 
@@ -325,8 +405,10 @@ class _Window(_Model):
         """The output of each window, from a zero state.
 
         Args:
-            x: `(B, window, input_size)` or `(window, input_size)`: raw readings when the
-                model carries a scaling, else the layer's inputs.
+            x: `(B, window, n)` or `(window, n)`. For a trained forecaster or classifier, its
+                raw `readings` (NaN where missing, filled as the training's policy does from
+                within the window: the last value held, the training's mean before the
+                first); for a layer, its `input_size` inputs.
             dt: elapsed times of the readings: a number, `(window,)` or `(B, window)`.
 
         Returns:
@@ -334,14 +416,23 @@ class _Window(_Model):
             (in the order of `classes`), a forecaster's forecasts in the data's units, else
             the layer's outputs.
         """
-        x = np.asarray(x, np.float32)
-        single = x.ndim == 2
-        x = x[None] if single else x
-        T, C = self.window, self.input_size
-        if x.ndim != 3 or x.shape[1:] != (T, C):
-            raise ValueError(f"x must be (B, {T}, {C}) or ({T}, {C}); got {np.shape(x)}")
-        dt = _check_dt(dt, (x.shape[0], T))
-        y = self._run_window(self._scale(x), dt)
+        x, single = self._check_x(x, (None, self.window, None))
+        dt = _check_dt(dt, (x.shape[0], self.window))
+        gaps = None
+        if self.readings is not None:
+            gaps = np.isnan(x)
+            if gaps.any():
+                if self.missing == "drop":
+                    raise ValueError(
+                        "x: a window has missing readings (NaN), and the model was trained "
+                        "with missing='drop'; a whole window cannot drop a reading (stream "
+                        "them through the step model instead)"
+                    )
+                x = x.copy()
+                held = np.broadcast_to(self._first, (x.shape[0], x.shape[2]))
+                for t in range(self.window):
+                    x[:, t] = held = np.where(gaps[:, t], held, x[:, t])
+        y = self._run_window(self._inputs(x, gaps), dt)
         y = self._finish(y, x[:, -1])
         return y[0] if single else y
 

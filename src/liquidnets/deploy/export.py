@@ -278,6 +278,7 @@ def _meta(layer, head, task, window: int | None) -> dict:
             task="classify" if hasattr(task, "classes") else "forecast",
             lookback=task.lookback,
             features=list(spec["columns"]),
+            missing=spec["missing"],
             time_unit=spec["time_unit"],
             scaling={"mean": task.scaler.mean.tolist(), "std": task.scaler.std.tolist()},
         )

@@ -56,7 +56,8 @@ class Step:
         stream: the stream's id.
         time: the reading's timestamp, as given.
         forecast: `(horizon, n_targets)` the forecast of the next `horizon` readings, in the
-            data's units (None when the reading was dropped by `missing="drop"`).
+            data's units. A reading dropped by `missing="drop"` moves nothing: the forecast
+            still standing is given again (None before the stream's first).
         error: `(n_targets,)` this reading's targets minus the forecast made one reading
             before (None for a stream's first reading, or a missing target).
         drift: a drift was detected at this reading.
