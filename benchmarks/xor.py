@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 
 import liquidnets
 from liquidnets.data.xor import event_xor
+from liquidnets.io.atomic import write_json
 from liquidnets.train import TrainConfig, fit
 
 RESULTS = Path(__file__).parent / "results"
@@ -121,13 +121,6 @@ def _fmt(mean: float, sd: float | None) -> str:
     return f"{mean:6.2f}" + (f" ± {sd:4.2f}" if sd is not None else "       ")
 
 
-def _write(path: Path, report: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def table(report: dict) -> str:
     """Our rows (test accuracy % mean ± sd over seeds) beside the published ones."""
     lines = [
@@ -169,7 +162,7 @@ def run(
         seeds: training seeds per model (0, 1, ...); the data are the same for all.
         epochs: most epochs per run (early stopping on the validation loss may end sooner).
         train, test: sample counts; `val_fraction` of `train` is held out for validation.
-        json_path: where the report goes (a temporary file, then `os.replace`).
+        json_path: where the report goes (written atomically: a temporary file, renamed).
         units: hidden units of every model.
         batch_size, patience: passed to `TrainConfig`.
         verbose: print progress and the final table.
@@ -244,7 +237,7 @@ def run(
             result["parameters"] = sum(p.numel() for p in net.parameters())
             result["mean"], result["sd"] = _summary(result["accuracy"])
             report["results"][model] = result
-            _write(json_path, report)
+            write_json(json_path, report)
             if verbose:
                 print(
                     f"{model} seed {seed}: test accuracy {acc:.2f}%, "

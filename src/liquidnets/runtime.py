@@ -18,7 +18,8 @@ so it can be copied to a device on its own:
 `step()` keeps one state row per stream (the batch rows); `reset()` forgets them. A model
 exported from a trained forecaster or classifier runs the training's preprocessing (its input
 scaling, and its missing-value policy for readings that are NaN), and gives forecasts in the
-data's units or class probabilities, so a device feeds raw readings (`model.readings`). A model exported with `window=T` takes whole windows instead:
+data's units or class probabilities, so a device feeds raw readings (`model.readings`). A
+model exported with `window=T` takes whole windows instead:
 
     >>> window = load(export(CfC(3, 8), tempfile.mkdtemp() + "/w.npz", window=5))
     >>> window.predict(np.ones((4, 5, 3), np.float32), dt=1.0).shape  # 4 windows of 5

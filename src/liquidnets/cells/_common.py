@@ -1,9 +1,47 @@
-"""Small pieces shared by the cells: activations, time steps, the mixed-memory LSTM."""
+"""Small pieces shared by the cells: activations, time steps, the mixed-memory LSTM, the sizes
+a wired cell reads from its wiring."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from liquidnets.wirings import Wiring
+
+
+class WiredSizes:
+    """The sizes of a cell built on a wiring (kept as `self._wiring`), read from it."""
+
+    _wiring: Wiring
+
+    @property
+    def wiring(self) -> Wiring:
+        return self._wiring
+
+    @property
+    def state_size(self) -> int:
+        return self._wiring.units
+
+    @property
+    def sensory_size(self) -> int:
+        return self._wiring.input_dim
+
+    @property
+    def motor_size(self) -> int:
+        return self._wiring.output_dim
+
+    @property
+    def output_size(self) -> int:
+        return self.motor_size
+
+    @property
+    def synapse_count(self) -> int:
+        return int(np.abs(self._wiring.adjacency_matrix).sum())
+
+    @property
+    def sensory_synapse_count(self) -> int:
+        return int(np.abs(self._wiring.sensory_adjacency_matrix).sum())
 
 
 class LeCunTanh(nn.Module):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquidnets.cells._common import as_timestep, make_activation
+from liquidnets.cells._common import WiredSizes, as_timestep, make_activation
 from liquidnets.wirings import Wiring
 
 MODES = ("default", "pure", "no_gate")
@@ -184,7 +184,7 @@ def _renumber_ncps_backbone(module, state_dict, prefix, *args) -> None:
             state_dict[new] = state_dict.pop(key)
 
 
-class WiredCfCCell(nn.Module):
+class WiredCfCCell(WiredSizes, nn.Module):
     """A CfC cell whose connectivity follows a wiring, e.g. a Neural Circuit Policy.
 
     The wiring's layers (for an NCP: inter, command, motor neurons) become a stack of CfC
@@ -261,36 +261,8 @@ class WiredCfCCell(nn.Module):
         self._motor_index = None if motor == last else motor
 
     @property
-    def wiring(self) -> Wiring:
-        return self._wiring
-
-    @property
-    def state_size(self) -> int:
-        return self._wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self._wiring.input_dim
-
-    @property
-    def motor_size(self) -> int:
-        return self._wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
     def num_layers(self) -> int:
         return self._wiring.num_layers
-
-    @property
-    def synapse_count(self) -> int:
-        return int(np.abs(self._wiring.adjacency_matrix).sum())
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        return int(np.abs(self._wiring.sensory_adjacency_matrix).sum())
 
     def forward(
         self, input: Tensor, hx: Tensor, timespans: Tensor | float = 1.0

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liquidnets.cells._common import as_timestep
+from liquidnets.cells._common import WiredSizes, as_timestep
 from liquidnets.cells.solvers import ODESolver, get_solver, integrate
 from liquidnets.wirings import Wiring
 
@@ -39,7 +39,7 @@ def _mapping(value: str | None, what: str) -> str | None:
     return value
 
 
-class LTCCell(nn.Module):
+class LTCCell(WiredSizes, nn.Module):
     r"""One step of a Liquid Time-Constant cell (Hasani et al., AAAI 2021).
 
     Each neuron `i` is a leaky membrane whose conductances depend on the state and the input
@@ -152,35 +152,7 @@ class LTCCell(nn.Module):
         if self._output_mapping == "affine":
             self.output_b = nn.Parameter(torch.zeros(m, **factory))
 
-    # -- sizes -------------------------------------------------------------------------
-    @property
-    def wiring(self) -> Wiring:
-        return self._wiring
-
-    @property
-    def state_size(self) -> int:
-        return self._wiring.units
-
-    @property
-    def sensory_size(self) -> int:
-        return self._wiring.input_dim
-
-    @property
-    def motor_size(self) -> int:
-        return self._wiring.output_dim
-
-    @property
-    def output_size(self) -> int:
-        return self.motor_size
-
-    @property
-    def synapse_count(self) -> int:
-        return int(np.abs(self._wiring.adjacency_matrix).sum())
-
-    @property
-    def sensory_synapse_count(self) -> int:
-        return int(np.abs(self._wiring.sensory_adjacency_matrix).sum())
-
+    # -- sizes (the wiring's, from WiredSizes) -------------------------------------------
     @property
     def ode_unfolds(self) -> int:
         return self._ode_unfolds
