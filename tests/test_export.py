@@ -85,6 +85,41 @@ def test_a_thousand_irregular_steps_match_pytorch(name, fmt, tmp_path):
     np.testing.assert_array_equal(again, got[:5])
 
 
+@pytest.mark.parametrize("name", ["cfc", "ltc", "cfc_mixed_proj"])
+def test_onnx_steps_with_one_number_for_dt_take_the_lean_path_and_match(
+    name, tmp_path, monkeypatch
+):
+    model = seeded(name, "onnx")
+    rng = np.random.default_rng(3)
+    T, B = 300, 3
+    x = rng.standard_normal((T, B, C)).astype(np.float32)
+    dts = rng.choice([0.0, 0.5, 1.0, 2.5], T)  # one number per step, shared by the streams
+    step = runtime.load(export(model, tmp_path / "m.onnx"))
+    general = []  # the calls that took the general path
+    original = runtime._Streams.step
+    monkeypatch.setattr(
+        runtime._Streams, "step", lambda self, *a: general.append(1) or original(self, *a)
+    )
+    got = []
+    for t in range(T):
+        if t % 50 == 7:  # now and then the general path: a list, and dt as an array
+            got.append(step.step(x[t].tolist(), np.full(B, dts[t])))
+        else:
+            got.append(step.step(x[t], float(dts[t])))
+    assert len(general) == 1 + len(range(7, T, 50))  # the first step binds the buffers
+    expected = streamed(model, x, np.repeat(dts[:, None], B, axis=1).astype(np.float32))
+    np.testing.assert_allclose(np.stack(got), expected, rtol=1e-5, atol=1e-5)
+    step.reset()  # from zeros again, then lean again
+    again = [step.step(x[t], float(dts[t])) for t in range(3)]
+    np.testing.assert_allclose(np.stack(again), expected[:3], rtol=1e-6, atol=1e-6)
+    # another batch size starts its streams afresh
+    one = step.step(x[5, :1], float(dts[5]))
+    np.testing.assert_allclose(one, streamed(model, x[5:6, :1], dts[5:6, None])[0], atol=1e-5)
+    for bad in (-1.0, float("nan"), float("inf")):  # refused on the lean path too
+        with pytest.raises(ValueError, match="dt must be finite and non-negative"):
+            step.step(x[6, :1], bad)
+
+
 WINDOW_CELLS = ["cfc", "cfc_pure", "cfc_autoncp", "cfc_mixed_proj", "ltc", "ltc_autoncp_rk4"]
 
 
