@@ -265,6 +265,7 @@ def test_a_classifier_exports_its_windows_and_its_steps(tmp_path):
         window = runtime.load(export(folder, tmp_path / f"w.{fmt}", window=True))
         assert window.classes == clf.classes == ["off", "on"] and window.window == 8
         assert window.meta["features"] == ["temperature_c", "co2_ppm"]
+        assert window.meta["time_unit_seconds"] == 16 * 60  # the median step, 16 minutes
         np.testing.assert_allclose(window.predict(raw.x, raw.dt), expected, rtol=1e-5, atol=1e-5)
         step = runtime.load(export(clf, tmp_path / f"s.{fmt}"))
         for k in (0, 100, len(raw.x) - 1):

@@ -280,6 +280,9 @@ def _meta(layer, head, task, window: int | None) -> dict:
             features=list(spec["columns"]),
             missing=spec["missing"],
             time_unit=spec["time_unit"],
+            # dt is counted in time_unit: for timestamps, this many seconds (None for a time
+            # column of plain numbers, whose unit is a number, or for row order)
+            time_unit_seconds=_seconds(spec["time_unit"]),
             scaling={"mean": task.scaler.mean.tolist(), "std": task.scaler.std.tolist()},
         )
         if meta["task"] == "classify":
@@ -291,6 +294,14 @@ def _meta(layer, head, task, window: int | None) -> dict:
                 horizon=task.horizon,
             )
     return meta
+
+
+def _seconds(unit) -> float | None:
+    if not isinstance(unit, str):
+        return None
+    import pandas as pd
+
+    return float(pd.Timedelta(unit).total_seconds())
 
 
 def _weights(layer, head) -> dict[str, np.ndarray]:
