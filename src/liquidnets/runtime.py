@@ -117,12 +117,13 @@ class _WiredCfC:
         self.motor_index = cfg["motor_index"]
         base = {"mode": cfg["mode"], "activation": "lecun_tanh", "backbone_layers": 0}
         self.layers = [_CfC(w, f"cell.layer_{i}.", base) for i in range(len(self.sizes))]
+        ends = np.cumsum(self.sizes).tolist()
+        self.spans = [slice(end - size, end) for size, end in zip(self.sizes, ends)]
 
     def __call__(self, x, h, t):
-        states = np.split(h, np.cumsum(self.sizes)[:-1], axis=1)
         new = []
-        for layer, s in zip(self.layers, states):
-            x = layer(x, s, t)
+        for layer, span in zip(self.layers, self.spans):  # (slices: np.split costs ~20 µs)
+            x = layer(x, h[:, span], t)
             new.append(x)
         state = np.concatenate(new, axis=1)
         y = state[:, self.motor_index] if self.motor_index is not None else x
