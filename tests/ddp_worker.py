@@ -7,6 +7,7 @@ every epoch) and the weights it ended with.
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,15 @@ def main(out: Path) -> None:
     fit(net, (x, dt, y), (x[:16], dt[:16], y[:16]), config, run_dir=out / "run")
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     weights = {k: v.tolist() for k, v in net.net.state_dict().items()}
-    (out / f"rank{rank}.json").write_text(json.dumps({"seen": net.seen, "weights": weights}))
+    tmp = out / f"rank{rank}.json.tmp"  # renamed whole, so a reader never sees half a file
+    tmp.write_text(json.dumps({"seen": net.seen, "weights": weights}))
+    tmp.replace(out / f"rank{rank}.json")
+    if rank == 0:
+        # Lightning started rank 1 as a child process that may still be writing when rank 0
+        # is done: wait for it, so that the test reads both files once this script returns
+        deadline = time.monotonic() + 120
+        while not (out / "rank1.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 if __name__ == "__main__":
