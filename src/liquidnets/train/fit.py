@@ -218,11 +218,15 @@ def fit(
             _loader(train, config.batch_size, True, classify),
             _loader(val, config.batch_size, False, classify),
         )
-        # every rank loads the same best weights (rank 0 wrote them; the path is shared)
+        # every rank ends with the same best weights. Rank 0 wrote them into its own
+        # temporary folder, which it deletes when it leaves this block and which other
+        # machines cannot see: rank 0 reads them and sends them to every rank
         path = trainer.strategy.broadcast(best.best_model_path)
         if path:
-            state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
+            state = None
+            if trainer.is_global_zero:
+                state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(trainer.strategy.broadcast(state))
         epochs = trainer.current_epoch
     scores = history.history["val_loss"]
     return {
