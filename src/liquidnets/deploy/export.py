@@ -1,7 +1,8 @@
 """Export a liquid network as a *step model* for the edge: `(x, h, dt) -> (y, h_next)`, one
 reading at a time, as an `.onnx` file (onnxruntime) or an `.npz` file (`liquidnets.runtime`,
-numpy only), each with a JSON sidecar that says what a device needs: sizes, names, the input
-scaling of a trained forecaster.
+numpy only), each with a JSON sidecar that says what a device needs: sizes, names, and for a
+trained forecaster or classifier its input scaling, missing-value policy, time unit, targets
+or classes.
 
 The step is the unit of export, not a whole sequence: a sequence export would freeze its
 length, while a step model streams any number of readings with any time steps. Where a model
