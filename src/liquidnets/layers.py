@@ -171,12 +171,11 @@ class LiquidRNN(nn.Module):
         if self.use_mixed:
             h, c = state
             h, c = self.lstm(x, (h, c))
-            fused = cell_fused
-            if fused is None:
+            if cell_fused is None:
                 y, h = self.rnn_cell(x, h, dt)
             else:  # a one-step scan: the cell's own kernels, forward and backward
                 ts = dt.reshape(-1, 1, 1) if isinstance(dt, Tensor) else dt
-                y, h = fused.run(self.rnn_cell, x.unsqueeze(1), h, ts)
+                y, h = cell_fused.run(self.rnn_cell, x.unsqueeze(1), h, ts)
                 y = y[:, 0]
             return self.fc(y), (h, c)
         y, h = self.rnn_cell(x, state, dt)

@@ -53,8 +53,7 @@ def _softplus(x):
 
 _ERF = np.frompyfunc(math.erf, 1, 1)
 
-ACTIVATIONS = {
-    "lecun_tanh": lambda x: 1.7159 * np.tanh(0.666 * x),
+ACTIVATIONS = {  # lecun_tanh is folded into the weights, leaving a tanh (see _CfC)
     "tanh": np.tanh,
     "relu": lambda x: np.maximum(x, 0),
     "silu": lambda x: x * _sigmoid(x),
@@ -73,11 +72,11 @@ class _CfC:
     once, masks applied), so a step is one matrix product per layer."""
 
     def __init__(self, w: dict, prefix: str, cfg: dict):
-        self.mode, self.act = cfg["mode"], ACTIVATIONS[cfg["activation"]]
+        self.mode = cfg["mode"]
         # lecun_tanh = 1.7159 tanh(0.666 x): fold 0.666 into each layer, 1.7159 into the next
         lecun = cfg["activation"] == "lecun_tanh"
         inner, outer = (0.666, 1.7159) if lecun else (1.0, 1.0)
-        self.act = np.tanh if lecun else self.act
+        self.act = np.tanh if lecun else ACTIVATIONS[cfg["activation"]]
         self.backbone, scale = [], 1.0
         for i in range(cfg["backbone_layers"]):
             W, b = w[f"{prefix}backbone.{i}.weight"], w[f"{prefix}backbone.{i}.bias"]

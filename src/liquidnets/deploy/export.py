@@ -24,9 +24,8 @@ from liquidnets.cells import CfCCell, LTCCell, WiredCfCCell
 from liquidnets.cells.solvers import SemiImplicit, integrate
 from liquidnets.io.atomic import new_file
 from liquidnets.layers import LTC, CfC
+from liquidnets.runtime import FORMAT, VERSION  # the reader's format, written here
 
-FORMAT = "liquidnets-step"
-VERSION = 1
 OPSET = 17  # pinned: the ONNX operator set every exported file uses
 
 
@@ -319,16 +318,21 @@ def _weights(layer, head) -> dict[str, np.ndarray]:
     return {k: v.detach().to("cpu", torch.float32).numpy() for k, v in out.items()}
 
 
+def _int8_rows(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`w (rows, cols)` as int8 with one float32 scale per row (max |w| / 127 of the row)."""
+    scale = np.abs(w).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale.astype(np.float32)
+
+
 def _quantize(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Weight-only int8: every matrix of at least 256 entries becomes int8 with one float32
-    scale per row (`<name>.__scale__`, max |w| / 127 of the row); the rest stays float32."""
+    scale per row (`<name>.__scale__`); the rest stays float32."""
     out = {}
     for name, w in weights.items():
         if w.ndim == 2 and w.size >= 256 and "mask" not in name:
-            scale = np.abs(w).max(axis=1) / 127.0
-            scale[scale == 0] = 1.0
-            out[name] = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
-            out[f"{name}.__scale__"] = scale.astype(np.float32)
+            out[name], out[f"{name}.__scale__"] = _int8_rows(w)
         else:
             out[name] = w
     return out
@@ -441,13 +445,11 @@ def _onnx_int8_weights(path: Path) -> None:
         if w.dtype != np.float32 or w.ndim != 2 or w.size < 256:
             keep.append(init)
             continue
-        scale = np.abs(w).max(axis=1) / 127.0
-        scale[scale == 0] = 1.0
-        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        q, scale = _int8_rows(w)
         name = init.name
         keep += [
             numpy_helper.from_array(q, f"{name}__int8"),
-            numpy_helper.from_array(scale.astype(np.float32), f"{name}__scale"),
+            numpy_helper.from_array(scale, f"{name}__scale"),
             numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{name}__zero"),
         ]
         nodes.append(
