@@ -194,7 +194,10 @@ def quantization(epochs: int = 30) -> dict:
 
     data = Path(__file__).resolve().parents[1] / "examples" / "sensor_readings.csv"
     train = {"max_epochs": epochs, "seed": 0, "progress_bar": False, "accelerator": "cpu"}
-    model = Forecaster("cfc", lookback=32, horizon=1, units=32, train={**train, "devices": 1})
+    model = Forecaster(
+        "cfc", lookback=32, horizon=1, units=32, base="last", linear=False,
+        train={**train, "devices": 1},
+    )  # fmt: skip
     model.fit(data, targets="co2_ppm", time="time")
     frame = pd.read_csv(data)
     times = pd.to_datetime(frame["time"]).to_numpy().astype("datetime64[ns]").astype(np.int64)

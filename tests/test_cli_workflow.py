@@ -34,15 +34,18 @@ def test_train_writes_the_run_folder_and_prints_the_table_with_baselines(run_dir
     out, printed = run_dir
     for name in ("config.json", "metrics.json", "metrics.md", "logs/metrics.csv"):
         assert (out / name).is_file(), name
-    for name in ("cfc", "naive", "lstm", "gru"):
+    # the readings are 16 minutes apart: the season (a day, 90 readings) comes from the
+    # timestamps, and the seasonal naive forecast joins the baselines
+    for name in ("cfc", "naive", "seasonal_naive", "lstm", "gru"):
         assert (out / "models" / name / "model.safetensors").is_file()
         assert f"| {name} |" in printed
     for name in ("forecast.png", "residuals.png", "training.png"):
         assert (out / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     config = json.loads((out / "config.json").read_text())
     assert config["lookback"] == 16 and config["train"]["max_epochs"] == 3  # resolved options
+    assert config["season"] == 90 and config["base"] == [False, False]  # 90 > lookback 16
     rows = json.loads((out / "metrics.json").read_text())["rows"]
-    assert {r["model"] for r in rows} == {"cfc", "naive", "lstm", "gru"}
+    assert {r["model"] for r in rows} == {"cfc", "naive", "seasonal_naive", "lstm", "gru"}
     assert all(r["mae"] > 0 for r in rows)
 
 

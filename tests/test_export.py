@@ -222,7 +222,9 @@ def test_a_forecaster_exports_with_its_scaling(tmp_path):
     t = np.arange(300.0)
     frame = pd.DataFrame({"t": t, "temp": 20 + 3 * np.sin(t / 9), "load": 50 + 10 * np.cos(t / 7)})
     train = {"max_epochs": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
-    model = Forecaster("cfc", lookback=12, horizon=2, units=8, train=train)
+    model = Forecaster(
+        "cfc", lookback=12, horizon=2, units=8, linear=False, base="last", train=train
+    )
     model.fit(frame, targets="temp", time="t")
     live = StreamPredictor(model)
     rows = frame[model.spec["columns"]].to_numpy(np.float32)
@@ -290,7 +292,9 @@ def test_missing_readings_follow_the_training_policy(missing, tmp_path):
     temp[[30, 31, 100]], load[[50, 120, 121, 122]] = np.nan, np.nan
     frame = pd.DataFrame({"t": t, "temp": temp, "load": load})
     train = {"max_epochs": 2, "progress_bar": False, "accelerator": "cpu", "devices": 1}
-    model = Forecaster("cfc", lookback=12, horizon=1, units=8, train=train)
+    model = Forecaster(
+        "cfc", lookback=12, horizon=1, units=8, linear=False, base="last", train=train
+    )
     model.fit(frame, targets="temp", time="t", missing=missing)
     live = StreamPredictor(model)
     readings = [c for c in model.spec["columns"] if not c.endswith("__missing")]
@@ -337,7 +341,7 @@ def test_a_missing_reading_under_the_error_policy_is_one_line(tmp_path):
     t = np.arange(200.0)
     frame = pd.DataFrame({"t": t, "temp": np.sin(t / 9), "load": np.cos(t / 7)})
     train = {"max_epochs": 1, "progress_bar": False, "accelerator": "cpu", "devices": 1}
-    model = Forecaster("cfc", lookback=8, units=4, train=train)
+    model = Forecaster("cfc", lookback=8, units=4, linear=False, base="last", train=train)
     model.fit(frame, targets="temp", time="t")
     step = runtime.load(export(model, tmp_path / "m.npz"))
     assert step.readings == ["load", "temp"]  # the features first, then the targets
@@ -433,6 +437,7 @@ def test_the_export_command(tmp_path):
     cli, run = build_cli(), tmp_path / "run"
     args = ["train", "--data", str(tmp_path / "d.csv"), "--time", "t", "--target", "temp"]
     args += ["--lookback", "8", "--units", "6", "--max-epochs", "1", "--no-baselines"]
+    args += ["--base", "last", "--no-linear"]  # a step model carries no window
     assert CliRunner().invoke(cli, [*args, "--out", str(run)]).exit_code == 0
     for source in (run, run / "models" / "cfc"):  # a run folder, or a saved model
         out = tmp_path / "m.npz"

@@ -142,7 +142,7 @@ def run_section_commands(heading: str, tmp_path, monkeypatch) -> list:
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     train = shlex.split(
         "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
-        "--max-epochs 2 --no-baselines --out runs/co2"
+        "--max-epochs 2 --no-baselines --base last --no-linear --out runs/co2"
     )
     cli = build_cli()
     assert CliRunner().invoke(cli, train).exit_code == 0

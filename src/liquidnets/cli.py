@@ -110,6 +110,20 @@ def _read_config(ctx, param, value):
     return value
 
 
+def _season(ctx, param, value):
+    """--season: a positive number of steps, `auto` or `none`."""
+    import click
+
+    if value is None or isinstance(value, int):
+        return value
+    text = str(value).strip().lower()
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise click.BadParameter(f"expected a positive number of steps, auto or none; got {value!r}")
+
+
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -164,11 +178,27 @@ def _workflow_commands(cli, click) -> None:
     @click.option(
         "--model", default="cfc", show_default=True, help="cfc, ltc, cfc-ncp, ltc-ncp, lstm, gru."
     )
-    @click.option("--lookback", default=32, show_default=True, help="Input steps per window.")
+    @click.option(
+        "--lookback", type=int,
+        help="Input steps per window; default: forecast 32 or two seasons, else 32.",
+    )  # fmt: skip
     @click.option("--horizon", default=1, show_default=True, help="Steps forecast at once.")
     @click.option("--stride", default=1, show_default=True, help="Steps between training windows.")
-    @click.option("--units", default=32, show_default=True, help="Neurons of the liquid model.")
-    @click.option("--season", type=int, help="Period in steps: adds seasonal naive, seasonal MASE.")
+    @click.option(
+        "--units", type=int, help="Neurons of the liquid model; default: forecast 64, else 32."
+    )
+    @click.option(
+        "--season", callback=_season, default="auto", show_default=True,
+        help="Period in steps (N, auto: from the timestamps, none): seasonal naive, base, MASE.",
+    )  # fmt: skip
+    @click.option(
+        "--base", type=click.Choice(["auto", "last", "season"]), default="auto",
+        show_default=True, help="forecast: learn the change from the last value or a season back.",
+    )  # fmt: skip
+    @click.option(
+        "--linear/--no-linear", default=True, show_default=True,
+        help="forecast: a linear map of the window's target history beside the network.",
+    )  # fmt: skip
     @click.option(
         "--per", type=click.Choice(["window", "series"]), default="window", show_default=True,
         help="classify: a label per window (its last row) or per series (--id).",

@@ -26,6 +26,7 @@ Example:
 """
 
 from liquidnets.data.errors import DataError
+from liquidnets.data.season import auto_lookback, infer_season
 from liquidnets.data.table import MISSING_POLICIES, SeriesSet, load_series, read_table
 from liquidnets.data.windows import Scaler, Windows, make_windows, split_by_time
 from liquidnets.data.xor import event_xor
@@ -40,5 +41,7 @@ __all__ = [
     "split_by_time",
     "Windows",
     "make_windows",
+    "infer_season",
+    "auto_lookback",
     "event_xor",
 ]

@@ -240,6 +240,12 @@ def _resolve(model):
         return model, None, None
     net = getattr(model, "net", None)
     if isinstance(net, _models.FromLastValue):  # a forecaster's network
+        if net.windowed:
+            raise ValueError(
+                "export: this forecaster reads its whole window (a seasonal base or the linear "
+                "map of its target history), which a step model cannot carry yet; train it "
+                "with base='last' and linear=False (liquidnets train --base last --no-linear)"
+            )
         net = net.net
     if isinstance(net, _models.LiquidNet):
         return net.rnn, net.head, model

@@ -83,6 +83,7 @@ class _Stream:
     seen: deque = field(default_factory=deque)  # whether each row's targets were observed
     pending: deque = field(default_factory=deque)  # scaled forecasts made, newest last
     feats: deque = field(default_factory=deque)  # the head's input at each row but the newest
+    offs: deque = field(default_factory=deque)  # a windowed net's offset at those rows
 
 
 class _Stepper:
@@ -106,7 +107,9 @@ class _Stepper:
         h = torch.zeros(batch, hidden)
         return (h, torch.zeros(batch, hidden)) if isinstance(inner.rnn, torch.nn.LSTM) else h
 
-    def __call__(self, x: Tensor, dt: Tensor | float, state):
+    def __call__(self, x: Tensor, dt: Tensor | float, state, window: Tensor | None = None):
+        """`window (B, lookback, C)`: the recent rows, newest last, for a net whose offset
+        reads the window (a seasonal base or the linear map; `FromLastValue.windowed`)."""
         inner = self.inner
         if isinstance(inner, _models.LiquidNet):
             rnn = inner.rnn
@@ -127,9 +130,13 @@ class _Stepper:
                 out, h = inner.rnn(inp, state.unsqueeze(0))
                 state = h[0]
             y = out[:, -1]
-        last = x[:, self.net.target_index]
-        if self.net.horizon > 1:
-            last = last.repeat(1, self.net.horizon)
+        if self.net.windowed:
+            last = self.net.offset(window)
+        else:
+            last = x[:, self.net.target_index]
+            if self.net.horizon > 1:
+                last = last.repeat(1, self.net.horizon)
+        self.offset = last
         return inner.head(y) + last, state, y
 
 
@@ -359,7 +366,9 @@ class StreamPredictor:
                 y=np.concatenate(targets),  # step-major
                 step=self.readings,
                 feature=s.feats[end],
-                last=np.tile(s.rows[end][self.target_index], self.horizon),
+                last=s.offs[end]
+                if s.offs
+                else np.tile(s.rows[end][self.target_index], self.horizon),
             )
 
     def _forward(self, live: list) -> None:
@@ -369,14 +378,23 @@ class StreamPredictor:
         dt = dts[0] if len(set(dts)) == 1 else torch.tensor(dts, dtype=torch.float32)
         zeros = self._zeros
         state = _stack([s.state if s.state is not None else zeros for _, s, _, _ in live])
+        window = None
+        if self.stepper.net.windowed:  # the recent rows; a young stream repeats its first
+            rows = [list(s.rows)[-self.lookback :] for _, s, _, _ in live]
+            rows = [[r[0]] * (self.lookback - len(r)) + r for r in rows]
+            window = torch.from_numpy(np.stack([np.stack(r) for r in rows]))
         with torch.no_grad():
-            out, state, feature = self.stepper(x, dt, state)
+            out, state, feature = self.stepper(x, dt, state, window)
+        offset = self.stepper.offset.numpy() if window is not None else None
         out = out.numpy().reshape(len(live), self.horizon, len(self.targets))
         feature = feature.numpy()
         for i, (step, s, _, _) in enumerate(live):
             s.state = _row(state, i)
             keep = self.lookback + self.horizon - 1
-            for q, value, size in ((s.pending, out[i], self.horizon), (s.feats, feature[i], keep)):
+            queues = [(s.pending, out[i], self.horizon), (s.feats, feature[i], keep)]
+            if offset is not None:
+                queues.append((s.offs, offset[i], keep))
+            for q, value, size in queues:
                 q.append(value)
                 while len(q) > size:
                     q.popleft()
@@ -431,6 +449,8 @@ class StreamPredictor:
                 tensors[f"s{k}.pending"] = np.stack(s.pending)
             if s.feats:
                 tensors[f"s{k}.feats"] = np.stack(s.feats)
+            if s.offs:
+                tensors[f"s{k}.offs"] = np.stack(s.offs)
             if s.filled is not None:
                 tensors[f"s{k}.filled"] = s.filled
             streams.append(
@@ -497,6 +517,7 @@ class StreamPredictor:
             s.rows = deque(tensors.get(f"s{k}.rows", ()))
             s.pending = deque(tensors.get(f"s{k}.pending", ()))
             s.feats = deque(tensors.get(f"s{k}.feats", ()))
+            s.offs = deque(tensors.get(f"s{k}.offs", ()))
             s.dts, s.seen = deque(info["dts"]), deque(info["seen"])
             self.streams[info["id"]] = s
         buffer = {k[len("buffer.") :]: v for k, v in tensors.items() if k.startswith("buffer.")}

@@ -19,7 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from liquidnets.data import Scaler, SeriesSet, load_series, make_windows, split_by_time
+from liquidnets.data import (
+    DataError,
+    Scaler,
+    SeriesSet,
+    auto_lookback,
+    infer_season,
+    load_series,
+    make_windows,
+    split_by_time,
+)
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
@@ -28,51 +37,100 @@ from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
 
 TASK = "forecast"
+BASES = ("auto", "last", "season", "mixed")
+
+
+def _base_name(seasonal: list[bool]) -> str:
+    return "season" if all(seasonal) else "last" if not any(seasonal) else "mixed"
 
 
 class Forecaster:
     """A forecasting model over sliding windows, in the conventions of darts and
     neuralforecast: `fit`, `predict`, `backtest`, `save`, `load`.
 
+    The default recipe, chosen on validation data of public series (see
+    `benchmarks/quality.py`): a CfC of 64 units whose heads read `[x; h]` directly (no
+    backbone), a linear map of the window's target history beside it, both added to a base
+    (the last value, or the value one season back when that forecasts the validation part
+    better), trained with the MAE loss, and after training weighed against that base per
+    horizon step on the validation part. `lstm` and `gru` get the same base, linear map and
+    loss, so a run's table compares the recurrent cells themselves.
+
     Args:
         model: one of `liquidnets.tasks.models.MODELS`: `cfc`, `ltc`, `cfc-ncp`, `ltc-ncp`,
             `lstm`, `gru`, `naive`, `seasonal_naive`.
-        lookback: input steps per window.
+        lookback: input steps per window; None (default): 32, or two seasons when that is
+            longer, shortened so that the training part holds windows.
         horizon: steps forecast at once (every target at every step).
         stride: steps between consecutive training windows.
         units: neurons of a liquid model.
-        season: the period in steps, for `seasonal_naive` and for MASE.
+        season: the period in steps, for `seasonal_naive`, the seasonal base and MASE; `"auto"`
+            (default) infers it from the timestamps' step (a day of half-hourly or hourly
+            readings, a week of daily ones, a year of weekly, monthly or quarterly ones; see
+            `liquidnets.data.infer_season`), None for none.
         budget: parameter count an `lstm`/`gru` should match (see `models.build`).
-        train: a `TrainConfig`, or keyword arguments of one.
+        base: what a trained model forecasts the change from: `last` (the last value),
+            `season` (the value one season back), `auto` (default: per horizon step, the one
+            of the two with the lower median absolute error on the validation part), or one
+            flag per horizon step (True: a season back).
+        linear: add a linear map of the window's target history (see
+            `models.FromLastValue`; default True).
+        backbone_layers: the CfC's backbone depth (default 0: none; None: ncps's 1 x 128).
+        mixed_memory: an LSTM memory beside the liquid cell (default False).
+        shrink: after training, weigh what the model learnt over its base per horizon step,
+            on the validation part (see `_shrink`; default True).
+        train: a `TrainConfig`, or keyword arguments of one; the loss defaults to `mae`.
     """
 
     def __init__(
         self,
         model: str = "cfc",
         *,
-        lookback: int = 32,
+        lookback: int | None = None,
         horizon: int = 1,
         stride: int = 1,
-        units: int = 32,
-        season: int | None = None,
+        units: int = 64,
+        season: int | str | None = "auto",
         budget: int | None = None,
+        base: str = "auto",
+        linear: bool = True,
+        backbone_layers: int | None = 0,
+        mixed_memory: bool = False,
+        shrink: bool = True,
         train: TrainConfig | dict | None = None,
     ):
         if model not in _models.MODELS:
             raise ValueError(f"unknown model '{model}'; choose one of: {', '.join(_models.MODELS)}")
-        if lookback < 1 or horizon < 1 or stride < 1:
+        if (lookback is not None and lookback < 1) or horizon < 1 or stride < 1:
             raise ValueError(
                 f"lookback, horizon and stride must be positive; got {lookback}, {horizon}, "
                 f"{stride}"
             )
-        if model == "seasonal_naive" and not season:
+        if season is not None and season != "auto" and (not isinstance(season, int) or season < 1):
+            raise ValueError(
+                f"season must be a positive number of steps, 'auto' or None; got {season!r}"
+            )
+        if model == "seasonal_naive" and season in (None, "auto"):
             raise ValueError("seasonal_naive needs season= (the period in steps)")
+        seasonal = None
+        if isinstance(base, (list, tuple)):  # per horizon step, as a fitted model records it
+            if len(base) != horizon:
+                raise ValueError(f"base needs one flag per horizon step ({horizon}); got {base}")
+            seasonal = [bool(f) for f in base]
+            base = _base_name(seasonal)
+        elif base not in BASES:
+            raise ValueError(f"base must be one of {', '.join(BASES)}; got {base!r}")
         self.model = model
         self.lookback, self.horizon, self.stride = lookback, horizon, stride
         self.units, self.season, self.budget = units, season, budget
-        self.train_config = (
-            train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
-        )
+        self.base, self.linear = base, bool(linear)
+        self.seasonal: list[bool] | None = seasonal  # per step: the base is one season back
+        self.backbone_layers, self.mixed_memory = backbone_layers, bool(mixed_memory)
+        self.shrink = bool(shrink)
+        config = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+        if config.loss is None:
+            config.loss = "mae"
+        self.train_config = config
         self.net: torch.nn.Module | None = None
         self.scaler: Scaler | None = None
         self.spec: dict = {}
@@ -102,7 +160,9 @@ class Forecaster:
     ) -> Forecaster:
         """Fit on the training part of `data` (a path, a DataFrame or a `SeriesSet`), with early
         stopping on the validation part; the last `test` fraction of every series is left for
-        `backtest`. The scaler is fitted on the training rows only. Returns `self`."""
+        `backtest`. The scaler is fitted on the training rows only, and whatever adapts to the
+        data (the season, the lookback, the base) is chosen on the training and validation
+        parts only. Returns `self`."""
         series = data if isinstance(data, SeriesSet) else load_series(
             data, targets=targets, features=features, time=time, id=id, missing=missing,
             time_unit=time_unit,
@@ -121,9 +181,18 @@ class Forecaster:
             "test": test,
         }
         parts = split_by_time(series, val=val, test=test)
+        train_rows = [len(range(*p.indices(len(v)))) for v, p in zip(series.values, parts["train"])]
+        if self.season == "auto":
+            self.season = infer_season(series, min(train_rows) if train_rows else 0)
+        self.lookback = self.lookback or auto_lookback(self.season, self.horizon, train_rows)
         self.scaler = Scaler.fit(
             [v[p] for v, p in zip(series.values, parts["train"])], series.columns
         )
+        if self.base == "auto":
+            self.seasonal = self._choose_base(series, parts)
+            self.base = _base_name(self.seasonal)
+        elif self.seasonal is None:
+            self.seasonal = [self.base == "season"] * self.horizon
         self.net = self._build(len(series.columns), series.target_index)
         if self.model in _models.NAIVE:
             self.history = {}
@@ -131,17 +200,71 @@ class Forecaster:
         train = self._arrays(series, parts["train"], self.stride)
         valid = self._arrays(series, parts["val"], 1)
         self.history = _fit(self.net, train, valid, self.train_config, run_dir=run_dir)
+        if self.shrink:
+            self.history["shrink"] = self._shrink(valid)
         return self
 
+    def _shrink(self, valid) -> list[float]:
+        """Per horizon step, the weight `w` in 0, 0.1, ..., 1 of what the model learnt over its
+        base (`base + w * (linear + net)`) with the lowest MAE on the validation part, folded
+        into the output layers (`FromLastValue.shrink`). A network that does not beat its base
+        on validation data falls back towards the base instead of adding its noise: on a
+        random walk, the naive forecast; on a short seasonal series, the seasonal naive one."""
+        x, dt, y = (torch.as_tensor(a) for a in valid)
+        net = self.net
+        net.eval()
+        with torch.no_grad():
+            base = net.base_forecast(x)  # (N, H * n)
+            learnt = net(x, dt) - base
+        n = y.shape[1] // self.horizon
+        grid = torch.linspace(0, 1, 11)
+        weights = torch.ones(y.shape[1])
+        for k in range(self.horizon):
+            cols = slice(k * n, (k + 1) * n)
+            errors = [(base[:, cols] + w * learnt[:, cols] - y[:, cols]).abs().mean() for w in grid]
+            weights[cols] = grid[int(torch.argmin(torch.stack(errors)))]
+        net.shrink(weights)
+        return weights[::n].tolist()
+
+    def _choose_base(self, series: SeriesSet, parts) -> list[bool]:
+        """Per horizon step, whether one season back forecasts the validation part better than
+        the last value: a lower median absolute error. The median, not the mean: a fault or a
+        maintenance stop in the validation part would otherwise decide for every normal day."""
+        m = self.season
+        steps = [False] * self.horizon
+        if not isinstance(m, int) or m < 2 or m > self.lookback:
+            return steps
+        try:
+            w = make_windows(
+                series, self.lookback, self.horizon, 1, parts=parts["val"], scaler=self.scaler
+            )
+        except DataError:
+            return steps
+        x = torch.as_tensor(w.x)
+        errors = {}
+        for period in (1, m):
+            naive = _models.NaiveNet(series.target_index, self.horizon, period)
+            guess = naive(x, None).numpy().reshape(w.y.shape)  # (N, H, n_targets)
+            errors[period] = np.median(np.abs(guess - w.y), axis=(0, 2))  # (H,)
+        return [bool(s < last) for s, last in zip(errors[m], errors[1])]
+
     def _build(self, n_inputs: int, target_index: list[int]) -> torch.nn.Module:
+        season = self.season if isinstance(self.season, int) else 1
+        seasonal = self.seasonal or [False] * self.horizon
+        n_skip = (self.lookback + 1) * self.horizon * len(target_index) if self.linear else 0
+        budget = None if self.budget is None else max(1, self.budget - n_skip)
         net = _models.build(
             self.model, n_inputs=n_inputs, n_outputs=self.horizon * len(target_index),
             units=self.units, target_index=target_index, horizon=self.horizon,
-            season=self.season or 1, budget=self.budget, seed=self.train_config.seed,
+            season=season, budget=budget, seed=self.train_config.seed,
+            backbone_layers=self.backbone_layers, mixed_memory=self.mixed_memory,
         )  # fmt: skip
         if self.model in _models.NAIVE:
             return net
-        return _models.FromLastValue(net, target_index, self.horizon)
+        return _models.FromLastValue(
+            net, target_index, self.horizon, season=season, lookback=self.lookback,
+            linear=self.linear, seasonal=seasonal,
+        )  # fmt: skip
 
     def _arrays(self, series: SeriesSet, parts, stride: int):
         w = make_windows(
@@ -192,7 +315,7 @@ class Forecaster:
         "series": (N,)}`, values in the data's own units, `times` those of each window's first
         forecast step; metrics over every horizon step:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
-        seasonal when `season` is set) and R²."""
+        seasonal when a season is set or inferred) and R²."""
         series = self._series(data)
         parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
         w = make_windows(
@@ -205,7 +328,7 @@ class Forecaster:
         ]
         scores = _metrics.forecast_metrics(
             actual.reshape(-1, actual.shape[-1]), predicted.reshape(-1, predicted.shape[-1]),
-            y_train=train_targets, season=self.season or 1,
+            y_train=train_targets, season=self._period(),
         )  # fmt: skip
         times = np.array([series.times[s][e + 1] for s, e in zip(w.series, w.end)])
         return {
@@ -215,6 +338,9 @@ class Forecaster:
             "predicted": predicted,
             "series": w.series,
         }
+
+    def _period(self) -> int:
+        return self.season if isinstance(self.season, int) else 1
 
     # -- persistence -------------------------------------------------------------------
     def config(self) -> dict:
@@ -227,6 +353,12 @@ class Forecaster:
             "units": self.units,
             "season": self.season,
             "budget": self.budget,
+            "base": self.base,
+            "seasonal": self.seasonal,
+            "linear": self.linear,
+            "backbone_layers": self.backbone_layers,
+            "mixed_memory": self.mixed_memory,
+            "shrink": self.shrink,
             "train": self.train_config.to_dict(),
             "n_inputs": len(self.spec["columns"]),
         }
@@ -256,8 +388,13 @@ class Forecaster:
             config["model"], lookback=config["lookback"], horizon=config["horizon"],
             stride=config["stride"], units=config["units"], season=config["season"],
             budget=config["budget"], train=config["train"],
+            # models saved before these options existed: the recipe they were trained with
+            base=config.get("base", "last"), linear=config.get("linear", False),
+            backbone_layers=config.get("backbone_layers"),
+            mixed_memory=config.get("mixed_memory", False), shrink=config.get("shrink", False),
         )  # fmt: skip
         self.spec, self.history = meta["spec"], meta.get("history", {})
+        self.seasonal = config.get("seasonal")
         self.scaler = Scaler.from_dict(meta["scaler"])
         target_index = [self.spec["columns"].index(t) for t in self.spec["targets"]]
         self.net = self._build(config["n_inputs"], target_index)

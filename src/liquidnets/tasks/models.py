@@ -37,9 +37,22 @@ class LiquidNet(nn.Module):
         n_outputs: values predicted per window (horizon x targets, or classes).
         units: neurons of the liquid layer.
         seed: seeds the NCP wiring's random synapses.
+        backbone_layers: the CfC's backbone depth (None: the layer's default, 1 layer of
+            128; 0: the heads read `[x; h]` directly). Only for `cfc`.
+        mixed_memory: an LSTM memory beside the liquid cell.
     """
 
-    def __init__(self, kind: str, n_inputs: int, n_outputs: int, units: int, seed: int = 0):
+    def __init__(
+        self,
+        kind: str,
+        n_inputs: int,
+        n_outputs: int,
+        units: int,
+        seed: int = 0,
+        *,
+        backbone_layers: int | None = None,
+        mixed_memory: bool = False,
+    ):
         super().__init__()
         wired = kind.endswith("-ncp")
         if wired:
@@ -48,8 +61,11 @@ class LiquidNet(nn.Module):
             cells = AutoNCP(units, motor, seed=seed)
         else:
             cells = units
+        options = {"batch_first": True, "return_sequences": False, "mixed_memory": mixed_memory}
+        if kind == "cfc" and backbone_layers is not None:
+            options["backbone_layers"] = backbone_layers
         layer = CfC if kind.startswith("cfc") else LTC
-        self.rnn = layer(n_inputs, cells, batch_first=True, return_sequences=False)
+        self.rnn = layer(n_inputs, cells, **options)
         self.head = nn.Linear(self.rnn.output_size, n_outputs)
 
     def forward(self, x: Tensor, dt: Tensor) -> Tensor:
@@ -102,20 +118,104 @@ class NaiveNet(nn.Module):
 
 
 class FromLastValue(nn.Module):
-    """Forecast the change from the last observed value: `net`'s output is added to the last
-    input row's targets, repeated over the horizon. A network that outputs zeros is then the
-    naive forecast, so training starts from that baseline and learns what it misses (the
-    normalisation of NLinear and of many forecasting libraries)."""
+    """Forecast the change from a base read off the window: `net`'s output (and, with
+    `linear`, a linear map of the window's target history) is added to the base.
 
-    def __init__(self, net: nn.Module, target_index: list[int], horizon: int):
+    The base of each forecast step is the last observed value of each target, or, for the
+    steps flagged in `seasonal`, the value one season (`season=m`) before it, as `NaiveNet`.
+    A network that outputs zeros is then the naive (or seasonal naive) forecast, so training
+    starts from that baseline and learns what it misses (the normalisation of
+    NLinear and of many forecasting libraries).
+
+    With `linear`, `W · vec(z - z_T) + b` is added, `z` the window's `(lookback, n_targets)`
+    target history and `z_T` its last row: the linear autoregression of NLinear (Zeng et al.,
+    AAAI 2023), started at zero. It carries the level, trend and season the window shows
+    directly to the output, so the recurrent network only learns what a linear map misses.
+
+        forecast = base(x) + W · vec(z - z_T) + b + net(x, dt)
+
+    Args:
+        net: the network, `net(x, dt) -> (B, horizon * n_targets)`.
+        target_index: positions of the targets among the input features.
+        horizon: forecast steps.
+        season: the base's period in steps (1: the last value for every step).
+        lookback: the window length, needed with `linear`.
+        linear: add the linear map of the target history.
+        seasonal: per horizon step, whether its base is one season back (None: every step
+            when `season > 1`).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        target_index: list[int],
+        horizon: int,
+        *,
+        season: int = 1,
+        lookback: int | None = None,
+        linear: bool = False,
+        seasonal: list[bool] | None = None,
+    ):
         super().__init__()
         self.net = net
         self.target_index = list(target_index)
         self.horizon = horizon
+        self.season = int(season)
+        if seasonal is None:
+            seasonal = [self.season > 1] * horizon
+        if len(seasonal) != horizon:
+            raise ValueError(
+                f"seasonal needs one flag per horizon step ({horizon}); got {seasonal}"
+            )
+        self.seasonal = [bool(f) and self.season > 1 for f in seasonal]
+        m = self.season
+        # offsets from the window's last row: 0 (the last value) or one season before step k
+        self.back = [
+            k - m * math.ceil(k / m) if f else 0
+            for k, f in zip(range(1, horizon + 1), self.seasonal)
+        ]
+        self.linear = None
+        if linear:
+            if not lookback:
+                raise ValueError("FromLastValue(linear=True) needs the lookback")
+            n = len(self.target_index)
+            self.linear = nn.Linear(lookback * n, horizon * n)
+            nn.init.zeros_(self.linear.weight)  # start as the base alone
+            nn.init.zeros_(self.linear.bias)
+
+    @property
+    def windowed(self) -> bool:
+        """Whether the offset reads more of the window than its last row."""
+        return any(self.seasonal) or self.linear is not None
+
+    def offset(self, x: Tensor) -> Tensor:
+        """Everything but `net`: the base and the linear map, `(B, horizon * n_targets)`."""
+        out = self.base_forecast(x)
+        if self.linear is not None:
+            z = x[:, :, self.target_index]  # (B, T, n_targets)
+            out = out + self.linear((z - z[:, -1:]).flatten(1))
+        return out
+
+    def shrink(self, weights: Tensor) -> None:
+        """Scale what is learnt (the linear map and `net`'s output layer) per output, so the
+        forecast becomes `base + weights * (linear + net)`: rows of the last linear layers,
+        so streaming and export need nothing new. `weights`: `(horizon * n_targets,)`."""
+        layers = [self.linear, getattr(self.net, "head", None)]
+        with torch.no_grad():
+            for layer in (layer for layer in layers if layer is not None):
+                layer.weight.mul_(weights[:, None])
+                layer.bias.mul_(weights)
+
+    def base_forecast(self, x: Tensor) -> Tensor:
+        """The base alone: the last value, or one season back, per step."""
+        T = x.shape[1]
+        if T + min(self.back) < 1:
+            raise ValueError(f"the seasonal base needs lookback >= season ({self.season}); got {T}")
+        rows = [T - 1 + b for b in self.back]
+        return x[:, rows][:, :, self.target_index].reshape(x.shape[0], -1)  # step-major
 
     def forward(self, x: Tensor, dt: Tensor) -> Tensor:
-        last = x[:, -1, self.target_index].repeat(1, self.horizon)  # (B, H * n_targets)
-        return last + self.net(x, dt)
+        return self.offset(x) + self.net(x, dt)
 
 
 def parameter_count(net: nn.Module) -> int:
@@ -144,6 +244,8 @@ def build(
     season: int = 1,
     budget: int | None = None,
     seed: int = 0,
+    backbone_layers: int | None = None,
+    mixed_memory: bool = False,
 ) -> nn.Module:
     """The network called `name` (one of `MODELS`).
 
@@ -157,18 +259,24 @@ def build(
             `cfc` of `units` neurons.
         seed: seeds the initial weights and the NCP wiring, so that the same arguments give
             the same network (the global torch RNG is left as it was).
+        backbone_layers, mixed_memory: the liquid layer's options (see `LiquidNet`).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed)
+        liquid = {"backbone_layers": backbone_layers, "mixed_memory": mixed_memory}
+        return _build(
+            name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed, liquid
+        )
 
 
-def _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed):
+def _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed, liquid):
     if name in LIQUID:
-        return LiquidNet(name, n_inputs, n_outputs, units, seed=seed)
+        if not name.startswith("cfc") or name.endswith("-ncp"):
+            liquid = {**liquid, "backbone_layers": None}
+        return LiquidNet(name, n_inputs, n_outputs, units, seed=seed, **liquid)
     if name in RECURRENT:
         if budget is None:
-            budget = parameter_count(LiquidNet("cfc", n_inputs, n_outputs, units))
+            budget = parameter_count(LiquidNet("cfc", n_inputs, n_outputs, units, **liquid))
         return RecurrentNet(
             name, n_inputs, n_outputs, matched_hidden(name, n_inputs, n_outputs, budget)
         )

@@ -43,11 +43,13 @@ DEFAULTS = {
     "features": None,
     "id": None,
     "model": "cfc",
-    "lookback": 32,
+    "lookback": None,  # forecast: 32 or two seasons (Forecaster); classify, anomaly: 32
     "horizon": 1,
     "stride": 1,
-    "units": 32,
-    "season": None,
+    "units": None,  # forecast: 64; classify, anomaly: 32
+    "season": "auto",  # forecast, anomaly: from the timestamps (Forecaster)
+    "base": "auto",
+    "linear": True,
     "per": "window",
     "quantile": 0.99,
     "missing": "error",
@@ -82,7 +84,7 @@ def jsonable(value):
 
 def _baselines(settings: dict) -> list[str]:
     names = ["naive"]
-    if settings["season"] and settings["task"] != "classify":
+    if isinstance(settings["season"], int) and settings["task"] != "classify":
         names.append("seasonal_naive")
     return [*names, "lstm", "gru"]
 
@@ -123,14 +125,19 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
 
 
 def _make(name: str, settings: dict, budget: int | None):
-    common = {"lookback": settings["lookback"], "units": settings["units"], "budget": budget}
-    common["train"] = settings["train"]
+    common = {"budget": budget, "train": settings["train"]}
     task = settings["task"]
     if task == "forecast":
+        sized = {k: settings[k] for k in ("lookback", "units") if settings[k] is not None}
+        if name == "seasonal_naive" and "lookback" in sized:  # it reads one season back
+            sized["lookback"] = max(sized["lookback"], settings["season"])
         return Forecaster(
             name, horizon=settings["horizon"], stride=settings["stride"],
-            season=settings["season"], **common,
+            season=settings["season"], base=settings["base"], linear=settings["linear"],
+            **sized, **common,
         )  # fmt: skip
+    common["lookback"] = settings["lookback"] or 32
+    common["units"] = settings["units"] or 32
     if task == "classify":
         return Classifier(name, stride=settings["stride"], per=settings["per"], **common)
     return AnomalyDetector(name, season=settings["season"], quantile=settings["quantile"], **common)
@@ -149,6 +156,10 @@ def _fit(model, series, settings: dict, run_dir=None):
 
 def _train_into(folder: Path, series, settings: dict) -> dict:
     main = _fit(_make(settings["model"], settings, None), series, settings, run_dir=folder)
+    if settings["task"] == "forecast":
+        # what the main model adapted to the data (on its training and validation parts), so
+        # that the baselines see the same windows, base and season
+        settings.update(season=main.season, lookback=main.lookback, base=main.seasonal)
     models = {settings["model"]: main}
     budget = _models.parameter_count(main.net) if settings["model"] not in _models.NAIVE else None
     if settings["baselines"]:

@@ -39,7 +39,8 @@ class TrainConfig:
         seed: seeds Python, numpy and torch (and every DDP rank alike).
         accelerator, devices, strategy, num_nodes: passed to `lightning.Trainer`.
         progress_bar: None shows it when stderr is a terminal.
-        loss: `mse`, `mae` or `cross_entropy`.
+        loss: `mse`, `mae` or `cross_entropy`; None (default): the task's own (`mae` for
+            forecasts and anomaly scores, `cross_entropy` for classes; `mse` for `fit` itself).
     """
 
     max_epochs: int = 100
@@ -55,7 +56,7 @@ class TrainConfig:
     strategy: str = "auto"
     num_nodes: int = 1
     progress_bar: bool | None = None
-    loss: str = "mse"
+    loss: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +81,7 @@ def _module_class():
                 "mse": nn.functional.mse_loss,
                 "mae": nn.functional.l1_loss,
                 "cross_entropy": nn.functional.cross_entropy,
-            }[config.loss]
+            }[config.loss or "mse"]
 
         def forward(self, x, dt):
             return self.net(x, dt)
