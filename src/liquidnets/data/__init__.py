@@ -27,20 +27,32 @@ Example:
 
 from liquidnets.data.errors import DataError
 from liquidnets.data.season import auto_lookback, infer_season
-from liquidnets.data.table import MISSING_POLICIES, SeriesSet, load_series, read_table
-from liquidnets.data.windows import Scaler, Windows, make_windows, split_by_time
+from liquidnets.data.table import MISSING_POLICIES, SPLITS, SeriesSet, load_series, read_table
+from liquidnets.data.windows import (
+    Scaler,
+    Windows,
+    make_windows,
+    pad_series,
+    split_by_column,
+    split_by_series,
+    split_by_time,
+)
 from liquidnets.data.xor import event_xor
 
 __all__ = [
     "DataError",
     "MISSING_POLICIES",
+    "SPLITS",
     "SeriesSet",
     "read_table",
     "load_series",
     "Scaler",
     "split_by_time",
+    "split_by_column",
+    "split_by_series",
     "Windows",
     "make_windows",
+    "pad_series",
     "infer_season",
     "auto_lookback",
     "event_xor",

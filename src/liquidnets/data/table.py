@@ -30,6 +30,7 @@ __all__ = ["MISSING_POLICIES", "SeriesSet", "load_series", "read_table"]
 
 MISSING_POLICIES = ("error", "mask", "interpolate", "drop")
 MASK_SUFFIX = "__missing"
+SPLITS = ("train", "val", "test")  # the values of a split column, in time order
 
 _CSV_SUFFIXES = (".csv", ".txt", ".tsv")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -215,6 +216,9 @@ class SeriesSet:
         time_unit: the unit of `dt`: what the user passed, or the inferred median step.
         labels: per series, `(n_i,)` object arrays of label strings, or None.
         source: the file name, or `"<frame>"`, for messages.
+        splits: per series, `(n_i,)` object arrays of the split column's values (`train`,
+            `val` or `test`), or None.
+        split_column: the split column, or None.
     """
 
     columns: list[str]
@@ -229,6 +233,8 @@ class SeriesSet:
     time_unit: float | str | None
     labels: list[np.ndarray] | None
     source: str
+    splits: list[np.ndarray] | None = None
+    split_column: str | None = None
 
     @property
     def target_index(self) -> list[int]:
@@ -257,6 +263,7 @@ def load_series(
     missing: str = "error",
     time_unit: float | str | None = None,
     encoding: str = "utf-8",
+    split: str | None = None,
 ) -> SeriesSet:
     """Validate a table into float32 series: columns checked, values parsed, gaps handled.
 
@@ -276,6 +283,8 @@ def load_series(
         time_unit: the unit of dt: a duration such as `"15min"` for timestamps, a positive number
             for numeric times; None uses the median step, so the typical dt is 1.
         encoding: the text encoding of a CSV file.
+        split: a column that assigns each row to a part, `train`, `val` or `test` (see
+            `split_by_column`); never an input.
 
     Returns:
         The `SeriesSet`.
@@ -283,7 +292,8 @@ def load_series(
     Raises:
         DataError: an unknown column or policy, a non-numeric, infinite or (with
             `missing="error"`) missing value, an entirely empty column, unparseable, unsorted or
-            duplicate times, or a file `read_table` refuses.
+            duplicate times, a split value other than train, val or test, or a file
+            `read_table` refuses.
 
     Example:
         >>> import pandas as pd
@@ -308,7 +318,9 @@ def load_series(
     src = where.source
     names = [str(c) for c in frame.columns]
     frame = frame.set_axis(names, axis=1)
-    columns, targets = _resolve_columns(frame, names, src, targets, features, time, id, label)
+    columns, targets = _resolve_columns(
+        frame, names, src, targets, features, time, id, label, split
+    )
 
     # Whole-table checks first, in file order: values, times, ids, labels.
     matrix = np.empty((len(frame), len(columns)), dtype=np.float64)
@@ -316,6 +328,7 @@ def load_series(
         matrix[:, j] = _numbers(frame[col], col, where)
     times = None if time is None else _times(frame[time], time, where)
     labels = None if label is None else _strings(frame[label], label, "label", where)
+    splits = None if split is None else _splits(frame[split], split, where)
     if id is None:
         ids, groups = [""], [np.arange(len(frame))]
     else:
@@ -381,6 +394,8 @@ def load_series(
         time_unit=shown,
         labels=None if labels is None else [labels[r] for _, _, r in kept],
         source=src,
+        splits=None if splits is None else [splits[r] for _, _, r in kept],
+        split_column=split,
     )
 
 
@@ -402,11 +417,13 @@ def _resolve_columns(
     time: str | None,
     id: str | None,
     label: str | None,
+    split: str | None = None,
 ) -> tuple[list[str], list[str]]:
     targets = _as_names(targets, "targets")
     if not targets and label is None:  # a classifier has a label column and no targets
         raise DataError(f"{src}: give at least one target column (or a label column)")
-    roles = {c: r for r, c in (("time", time), ("id", id), ("label", label)) if c is not None}
+    given = (("time", time), ("id", id), ("label", label), ("split", split))
+    roles = {c: r for r, c in given if c is not None}
     chosen = _as_names(features, "features")
     for col in [*roles, *targets, *chosen]:
         if col not in names:
@@ -416,8 +433,9 @@ def _resolve_columns(
             raise DataError(f"column {col!r} not found in {src}; {hint}")
         if names.count(col) > 1:
             raise DataError(f"{src}: column {col!r} appears more than once")
-    if len(roles) < sum(c is not None for c in (time, id, label)):
-        raise DataError(f"{src}: the time, id and label columns must be different columns")
+    if len(roles) < sum(c is not None for _, c in given):
+        named = ", ".join(r for r, c in given if c is not None)
+        raise DataError(f"{src}: the {named} columns must be different columns")
     for col in [*targets, *chosen]:
         if col in roles:
             kind = "target" if col in targets else "feature"
@@ -539,6 +557,21 @@ def _strings(s: pd.Series, col: str, role: str, where: _Where) -> np.ndarray:
         if (v == np.round(v)).all() and (np.abs(v) < 2**53).all():  # 1.0 -> "1", not "1.0"
             s = pd.Series(v.astype(np.int64))
     return s.astype(str).str.strip().to_numpy(dtype=object)
+
+
+def _splits(s: pd.Series, col: str, where: _Where) -> np.ndarray:
+    """The split column's values, each `train`, `val` or `test` (spaces and case ignored)."""
+    text, missing = _text(s)
+    values = np.array([v.lower() for v in text], dtype=object)
+    bad = missing | ~np.isin(values, SPLITS)
+    if bad.any():
+        row = int(np.argmax(bad))
+        got = "a missing value" if missing[row] else repr(text[row])
+        raise DataError(
+            f"{where.source}: split column {col!r}, {where(row)}: {got}; each row must say "
+            "train, val or test"
+        )
+    return values
 
 
 def _show(value: Any) -> str:

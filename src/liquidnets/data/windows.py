@@ -1,10 +1,13 @@
-"""From validated series to training arrays: a chronological split (`split_by_time`), a scaler
-fitted on training rows only (`Scaler`) and sliding windows (`make_windows`). numpy only."""
+"""From validated series to training arrays: a chronological split (`split_by_time`, or the
+user's own by rows, `split_by_column`), a split of whole series stratified by class
+(`split_by_series`), a scaler fitted on training rows only (`Scaler`), sliding windows
+(`make_windows`) and whole series padded into one batch (`pad_series`). numpy only."""
 
 from __future__ import annotations
 
 import math
 import operator
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +15,17 @@ from typing import Any
 import numpy as np
 
 from liquidnets.data.errors import DataError
-from liquidnets.data.table import MASK_SUFFIX, SeriesSet
+from liquidnets.data.table import MASK_SUFFIX, SPLITS, SeriesSet
 
-__all__ = ["Scaler", "Windows", "make_windows", "split_by_time"]
+__all__ = [
+    "Scaler",
+    "Windows",
+    "make_windows",
+    "pad_series",
+    "split_by_column",
+    "split_by_series",
+    "split_by_time",
+]
 
 
 @dataclass
@@ -183,6 +194,280 @@ def split_by_time(
         parts["val"].append(slice(n_train, n_train + n_val))
         parts["test"].append(slice(n_train + n_val, n))
     return parts
+
+
+def _no_splits(series: SeriesSet) -> DataError:
+    return DataError(
+        f"{series.source}: the series have no split column; load them with split=COLUMN "
+        "(--split-column)"
+    )
+
+
+def split_by_column(series: SeriesSet, val: float = 0.15) -> dict[str, list[slice]]:
+    """Split every series by rows as its split column says (`load_series(split=...)`): its
+    `train` rows, then its `val` rows, then its `test` rows, in time order. A series may lack
+    any of the parts (a series of `test` rows only is forecast from its own first rows).
+
+    When no row of any series says `val`, validation is carved from the end of each series'
+    training rows: the last `val` fraction of them, as `split_by_time` would take it.
+
+    Args:
+        series: the validated series, loaded with a split column.
+        val: the fraction of each series' training rows to validate on, when the column
+            names no `val` rows.
+
+    Returns:
+        `{"train": [slice per series], "val": [...], "test": [...]}`.
+
+    Raises:
+        DataError: no split column, no `train` row at all, or the parts of a series out of
+            time order (a `train` row after a `val` or `test` one, a `val` row after a `test`
+            one), naming the row.
+
+    Example:
+        >>> import numpy as np
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     ["x"],
+        ...     [""],
+        ...     [np.zeros((6, 1), np.float32)],
+        ...     [np.arange(6.0)],
+        ...     [np.ones(6, np.float32)],
+        ...     [np.arange(6)],
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     None,
+        ...     "f",
+        ...     splits=[np.array(["train"] * 3 + ["val", "test", "test"], dtype=object)],
+        ...     split_column="part",
+        ... )
+        >>> split_by_column(s)
+        {'train': [slice(0, 3, None)], 'val': [slice(3, 4, None)], 'test': [slice(4, 6, None)]}
+    """
+    if series.splits is None:
+        raise _no_splits(series)
+    if not 0 <= val < 1:
+        raise DataError(f"split_by_column: val must be in [0, 1); got {val}")
+    order = {name: k for k, name in enumerate(SPLITS)}
+    carve = not any((s == "val").any() for s in series.splits)
+    parts: dict[str, list[slice]] = {"train": [], "val": [], "test": []}
+    for i, values in enumerate(series.splits):
+        codes = np.array([order[v] for v in values], dtype=np.int64)  # (n,) 0 train .. 2 test
+        back = np.flatnonzero(np.diff(codes) < 0)
+        if back.size:
+            k = int(back[0]) + 1
+            rows = series.rows[i]
+            where = f" ({_series_name(series, i)})" if series.id_column is not None else ""
+            raise DataError(
+                f"{series.source}: split column {series.split_column!r}, row {rows[k]}{where}: "
+                f"{values[k]!r} after {values[k - 1]!r} at row {rows[k - 1]}; the rows of each "
+                "series must go train, then val, then test in time"
+            )
+        n_train, n_val = int((codes == 0).sum()), int((codes == 1).sum())
+        if carve and n_train > 1:
+            n_val = min(_part_size(n_train, val), n_train - 1)
+            n_train -= n_val
+        parts["train"].append(slice(0, n_train))
+        parts["val"].append(slice(n_train, n_train + n_val))
+        parts["test"].append(slice(n_train + n_val, len(values)))
+    if not any(p.stop > 0 for p in parts["train"]):
+        raise DataError(f"{series.source}: split column {series.split_column!r} marks no row train")
+    return parts
+
+
+def _series_labels(series: SeriesSet) -> list[str]:
+    """The one label of each series (the labels must not vary within a series)."""
+    if series.labels is None:
+        raise DataError(f"{series.source}: no label column")
+    return [str(labels[0]) if len(labels) else "" for labels in series.labels]
+
+
+def _draw(index: list[int], series: SeriesSet, fraction: float, seed: int) -> set[int]:
+    """A `fraction` of the series in `index`, per class (rounded half up, at least one of a
+    class that has two or more; a class's last series is never drawn). Which ones depends on
+    the seed and on the series' ids only, not on their order in the file."""
+    labels = _series_labels(series)
+    drawn: set[int] = set()
+    for c in sorted({labels[i] for i in index}):
+        members = [i for i in index if labels[i] == c]
+        members.sort(key=lambda i: (zlib.crc32(f"{seed}/{series.ids[i]}".encode()), i))
+        drawn.update(members[: min(_part_size(len(members), fraction), len(members) - 1)])
+    return drawn
+
+
+def split_by_series(
+    series: SeriesSet, val: float = 0.15, test: float = 0.15, seed: int = 0
+) -> dict[str, list[int]]:
+    """Split whole series, stratified by class: for sequence classification, one label per
+    series.
+
+    Without a split column, a `test` fraction of each class's series is drawn for testing,
+    then a `val` fraction of each class's series for validation, the rest trains; each class
+    keeps at least one training series. With a split column (`load_series(split=...)`), each
+    series goes where its rows say (all of them must say the same); when none says `val`,
+    validation is a `val` fraction of each class's training series. The draw depends on
+    `seed` and the series' ids only, so the same file always splits the same way.
+
+    Args:
+        series: the validated series, with a label column.
+        val: the fraction of each class's series (of its training series with a split
+            column) to validate on.
+        test: the fraction of each class's series to test on (ignored with a split column).
+        seed: which series are drawn.
+
+    Returns:
+        `{"train": [series index, ...], "val": [...], "test": [...]}`, each in file order.
+
+    Raises:
+        DataError: no label column, a series whose rows carry different split values (the
+            row is named), or too few series to train and validate on.
+
+    Example:
+        >>> import numpy as np
+        >>> n = 20
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     [],
+        ...     [f"s{i}" for i in range(n)],
+        ...     [np.zeros((3, 1), np.float32)] * n,
+        ...     [np.arange(3.0)] * n,
+        ...     [np.ones(3, np.float32)] * n,
+        ...     [np.arange(3)] * n,
+        ...     None,
+        ...     "id",
+        ...     None,
+        ...     [np.array(["ab"[i % 2]] * 3, dtype=object) for i in range(n)],
+        ...     "f",
+        ... )
+        >>> parts = split_by_series(s, val=0.2, test=0.2)
+        >>> {k: len(v) for k, v in parts.items()}
+        {'train': 12, 'val': 4, 'test': 4}
+    """
+    for name, fraction in (("val", val), ("test", test)):
+        if not 0 <= fraction < 1:
+            raise DataError(f"split_by_series: {name} must be in [0, 1); got {fraction}")
+    everything = list(range(len(series)))
+    if series.splits is None:
+        tested = _draw(everything, series, test, seed)
+        rest = [i for i in everything if i not in tested]
+        # the validation fraction is of all the class's series, like the test fraction
+        left = 1 - test
+        validated = _draw(rest, series, min(val / left, 0.99) if left else 0, seed + 1)
+        place = {i: "test" if i in tested else "val" if i in validated else "train"
+                 for i in everything}  # fmt: skip
+    else:
+        place = {}
+        for i, values in enumerate(series.splits):
+            differs = np.flatnonzero(values != values[0])
+            if differs.size:
+                k = int(differs[0])
+                raise DataError(
+                    f"{series.source}: split column {series.split_column!r}, row "
+                    f"{series.rows[i][k]} ({_series_name(series, i)}): {values[k]!r} where the "
+                    f"series' first row says {values[0]!r}; a series is split whole, so all its "
+                    "rows must carry the same split"
+                )
+            place[i] = str(values[0]) if len(values) else "train"
+        if "val" not in place.values():
+            training = [i for i in everything if place[i] == "train"]
+            for i in _draw(training, series, val, seed + 1):
+                place[i] = "val"
+    parts = {name: [i for i in everything if place[i] == name] for name in SPLITS}
+    for name in ("train", "val"):
+        if not parts[name]:
+            raise DataError(
+                f"{series.source}: {len(series)} series with {len(parts['train'])} to train on "
+                f"leave no {'validation' if name == 'val' else 'training'} series; a "
+                "classifier of whole series needs at least two series of a class (--id)"
+            )
+    return parts
+
+
+def pad_series(
+    series: SeriesSet,
+    index: Sequence[int] | None = None,
+    scaler: Scaler | None = None,
+    downsample: int = 1,
+    reduce: str = "patch",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole series as one batch, padded at the end to the longest: the inputs of a
+    classifier of whole series, `net(x, dt, mask)`.
+
+    With `downsample=k`, every `k` consecutive rows become one step, whose elapsed time is
+    the sum of theirs counted in units of `k` (so a regular series keeps `dt = 1`: the time
+    constants a liquid cell learns are in steps, and padding a step with more rows does not
+    saturate its time gates). The step holds, with
+    `reduce="patch"`, the `k` rows' values side by side (`k * C` features; a series' last,
+    shorter patch repeats its last row), as the patches of PatchTST (Nie et al., ICLR 2023)
+    or the segments of SegRNN (Lin et al., 2023); with `reduce="mean"`, their mean (the
+    piecewise aggregate approximation of Keogh et al., 2001; `C` features).
+
+    Args:
+        series: the validated series.
+        index: which series, in this order (None: all).
+        scaler: scales the values when given.
+        downsample: rows per step (1: every row).
+        reduce: `patch` or `mean`.
+
+    Returns:
+        `(x (N, T, F) float32, dt (N, T) float32, mask (N, T) bool)`, `F = k * C` for
+        patches, else `C`; `mask` True at the real steps; padded steps have `x = 0` and
+        `dt = 0`.
+
+    Example:
+        >>> import numpy as np
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     [],
+        ...     ["a", "b"],
+        ...     [np.arange(4.0)[:, None], np.arange(3.0)[:, None]],
+        ...     [np.arange(4.0), np.arange(3.0)],
+        ...     [np.ones(4), np.ones(3)],
+        ...     [np.arange(4), np.arange(4, 7)],
+        ...     None,
+        ...     "id",
+        ...     None,
+        ...     None,
+        ...     "f",
+        ... )
+        >>> x, dt, mask = pad_series(s, downsample=2, reduce="mean")
+        >>> x[..., 0].tolist(), dt.tolist(), mask.tolist()
+        ([[0.5, 2.5], [0.5, 2.0]], [[1.0, 1.0], [1.0, 0.5]], [[True, True], [True, True]])
+        >>> pad_series(s, downsample=2)[0].tolist()  # patches: two rows per step
+        [[[0.0, 1.0], [2.0, 3.0]], [[0.0, 1.0], [2.0, 2.0]]]
+    """
+    k = _count("downsample", downsample, 1)
+    if reduce not in ("patch", "mean"):
+        raise DataError(f"pad_series: reduce must be 'patch' or 'mean'; got {reduce!r}")
+    index = range(len(series)) if index is None else index
+    steps_x, steps_dt = [], []
+    for i in index:
+        values = series.values[i] if scaler is None else scaler.transform(series.values[i])
+        values, dt = np.asarray(values, np.float64), np.asarray(series.dt[i], np.float64)
+        if k > 1:
+            starts = np.arange(0, len(values), k)
+            dt = np.add.reduceat(dt, starts) / k  # (m,) in units of k rows
+            if reduce == "patch":
+                m = len(starts)
+                rows = np.minimum(np.arange(m * k), len(values) - 1)  # the last row repeated
+                values = values[rows].reshape(m, -1)  # (m, k * C): row-major, k rows of C
+            else:
+                sizes = np.diff(np.append(starts, len(values)))[:, None]  # (m, 1)
+                values = np.add.reduceat(values, starts, axis=0) / sizes  # (m, C)
+        steps_x.append(values)
+        steps_dt.append(dt)
+    longest = max((len(v) for v in steps_x), default=0)
+    width = len(series.columns) * (k if reduce == "patch" else 1)
+    n = len(steps_x)
+    x = np.zeros((n, longest, width), np.float32)
+    dt = np.zeros((n, longest), np.float32)
+    mask = np.zeros((n, longest), bool)
+    for j, (values, elapsed) in enumerate(zip(steps_x, steps_dt, strict=True)):
+        x[j, : len(values)] = values
+        dt[j, : len(values)] = elapsed
+        mask[j, : len(values)] = True
+    return x, dt, mask
 
 
 @dataclass
