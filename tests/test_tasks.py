@@ -59,12 +59,14 @@ def test_classifier_learns_what_the_naive_prior_cannot(tmp_path):
 
 
 def test_a_label_per_series_is_one_prediction_per_series():
-    frame = machine_states(series=2)
-    frame["state"] = np.where(frame["machine"] == "m0", "healthy", "worn")
-    clf = Classifier("naive", lookback=8, per="series")
+    frame = machine_states(n=120, series=8)
+    worn = frame["machine"].isin(["m1", "m3", "m5", "m7"])
+    frame["state"] = np.where(worn, "worn", "healthy")
+    clf = Classifier("naive", per="series")
     clf.fit(frame, label="state", time="t", id="machine")
     out = clf.predict(frame)
-    assert list(out["id"]) == ["m0", "m1"] and set(out["label"]) <= {"healthy", "worn"}
+    assert list(out["id"]) == [f"m{k}" for k in range(8)]
+    assert set(out["label"]) <= {"healthy", "worn"}
     varying = machine_states(series=2)
     with pytest.raises(DataError, match="the label varies within series 'm0'"):
         Classifier("naive", lookback=8, per="series").fit(

@@ -201,7 +201,8 @@ def _workflow_commands(cli, click) -> None:
     )  # fmt: skip
     @click.option(
         "--per", type=click.Choice(["window", "series"]), default="window", show_default=True,
-        help="classify: a label per window (its last row) or per series (--id).",
+        help="classify: a label per window (its last row) or per series (--id), each series "
+        "classified whole.",
     )  # fmt: skip
     @click.option(
         "--quantile", default=0.99, show_default=True,
@@ -217,17 +218,27 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--val", default=0.15, show_default=True, help="Validation fraction (by time).")
     @click.option("--test", default=0.15, show_default=True, help="Test fraction (by time).")
     @click.option(
+        "--split-column", metavar="COL",
+        help="A column saying train, val or test per row (per series with --per series), "
+        "instead of --val/--test; without val rows, validation is carved from train.",
+    )  # fmt: skip
+    @click.option(
         "--baselines/--no-baselines",
         default=True,
         show_default=True,
         help="Train and compare the baselines.",
     )
-    @click.option("--max-epochs", default=100, show_default=True, help="Upper bound on epochs.")
-    @click.option("--batch-size", default=64, show_default=True, help="Windows per batch.")
+    @click.option(
+        "--max-epochs", type=int, help="Upper bound on epochs; default 100 (--per series: 200)."
+    )
+    @click.option(
+        "--batch-size", type=int, help="Windows per batch; default 64 (--per series: 16 series)."
+    )
     @click.option("--lr", default=3e-3, show_default=True, help="Learning rate (AdamW).")
     @click.option(
-        "--patience", default=10, show_default=True, help="Early-stopping patience (epochs)."
-    )
+        "--patience", type=int,
+        help="Early-stopping patience (epochs); default 10 (--per series: 30).",
+    )  # fmt: skip
     @click.option(
         "--gradient-clip", default=1.0, show_default=True, help="Gradient norm clip (0: off)."
     )
@@ -264,6 +275,8 @@ def _workflow_commands(cli, click) -> None:
         from liquidnets.tasks.run import train_run
 
         train_opts = {k: options.pop(k) for k in TRAIN_KEYS}
+        # unset: the task's own default (a classifier of whole series trains differently)
+        train_opts = {k: v for k, v in train_opts.items() if v is not None}
         if isinstance(train_opts["devices"], str) and train_opts["devices"].isdigit():
             train_opts["devices"] = int(train_opts["devices"])
         unit = float(time_unit) if time_unit and _is_number(time_unit) else time_unit

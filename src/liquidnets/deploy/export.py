@@ -247,6 +247,13 @@ def _resolve(model):
                 "with base='last' and linear=False (liquidnets train --base last --no-linear)"
             )
         net = net.net
+    pooled = isinstance(net, _models.LiquidNet) and net.pool != ("last",)
+    if pooled or getattr(model, "downsample", 1) > 1:
+        raise ValueError(
+            "export: this classifier pools its outputs over time or reads patches of rows "
+            "(the default of per='series'), which a step model cannot carry yet; train it "
+            "with pool='last' and max_steps=None"
+        )
     if isinstance(net, _models.LiquidNet):
         return net.rnn, net.head, model
     raise TypeError(
@@ -386,6 +393,9 @@ def export(
         if task is None:
             raise ValueError("window=True takes a forecaster's or classifier's lookback; "
                              "for a layer, give the window's length")  # fmt: skip
+        if getattr(task, "whole", False):
+            raise ValueError("window=True: a classifier of whole series has no lookback; "
+                             "give the window's length")  # fmt: skip
         window = task.lookback
     if window is not None and (isinstance(window, bool) or int(window) != window or window < 1):
         raise ValueError(f"window must be a positive number of readings; got {window!r}")

@@ -80,7 +80,7 @@ def replay(
         frozen = StreamPredictor.from_run(run_dir, model=model)
     spec = live.model.spec
     policy = "error" if spec["missing"] == "error" else "mask"
-    series = load_like(data, {**spec, "missing": policy})
+    series = load_like(data, {**spec, "missing": policy}, split=False)
     raw = _raw_readings(series, live.data_columns)
     order = sorted(
         (t, k, i) for k, times in enumerate(series.times) for i, t in enumerate(times)

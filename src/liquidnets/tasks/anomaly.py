@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from liquidnets.data import SeriesSet, make_windows, split_by_time
+from liquidnets.data import SeriesSet, make_windows
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
-from liquidnets.tasks._common import load_like
+from liquidnets.tasks._common import load_like, split_rows
 from liquidnets.tasks.forecast import Forecaster
 from liquidnets.train import TrainConfig
 
@@ -80,8 +80,8 @@ class AnomalyDetector:
     def history(self) -> dict:
         return self.forecaster.history
 
-    def _series(self, data) -> SeriesSet:
-        return self.forecaster._series(data)
+    def _series(self, data, split: bool = True) -> SeriesSet:
+        return self.forecaster._series(data, split=split)
 
     @staticmethod
     def _truth(labels: np.ndarray) -> np.ndarray:
@@ -118,23 +118,28 @@ class AnomalyDetector:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        split_column: str | None = None,
         run_dir: str | Path | None = None,
     ) -> AnomalyDetector:
         """Fit the forecaster on the training part, then the residual scale and the threshold
         on the validation part. `label`: an optional column of known anomalies (1/0,
-        true/false, yes/no); it is never an input. Returns `self`."""
+        true/false, yes/no); it is never an input. `split_column`: a column saying `train`,
+        `val` or `test` per row instead of the fractions (see `Forecaster.fit`). Returns
+        `self`."""
         series = load_like(
             data,
             {
                 "targets": targets, "features": features, "time": time, "id": id,
                 "label": label, "missing": missing, "time_unit": time_unit,
+                "split_column": split_column,
             },
         )  # fmt: skip
         self.forecaster.fit(
-            series, targets=targets, missing=missing, val=val, test=test, run_dir=run_dir
-        )
+            series, targets=targets, missing=missing, val=val, test=test,
+            split_column=split_column, run_dir=run_dir,
+        )  # fmt: skip
         self.forecaster.spec["label"] = label
-        parts = split_by_time(series, val=val, test=test)
+        parts = split_rows(series, self.forecaster.spec)
         valid = self._scores(series, parts["val"])
         spread = np.sqrt(np.mean(valid["residual"] ** 2, axis=0))
         self.scale = np.where(spread > 0, spread, 1.0)
@@ -151,7 +156,7 @@ class AnomalyDetector:
         import pandas as pd
 
         assert self.threshold is not None, "fit or load the detector first"
-        series = self._series(data)
+        series = self._series(data, split=False)
         s = self._scores(series)
         frame = pd.DataFrame(
             {
@@ -172,9 +177,7 @@ class AnomalyDetector:
         "flagged", "truth" (or None), "times", "threshold"}`: precision, recall and F1 when
         the data has anomaly labels, and always the share of readings flagged."""
         series = self._series(data)
-        parts = split_by_time(
-            series, val=self.forecaster.spec["val"], test=self.forecaster.spec["test"]
-        )
+        parts = split_rows(series, self.forecaster.spec)
         s = self._scores(series, parts[part])
         flagged = s["score"] > self.threshold
         metrics = {"flagged_share": float(flagged.mean()) if len(flagged) else float("nan")}

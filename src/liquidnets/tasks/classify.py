@@ -1,8 +1,12 @@
-"""Sequence classification: a window of readings in, a class out.
+"""Sequence classification: a window of readings in, a class out, or a whole series in, its
+class out.
 
-A window's class is the label of its last row (`per="window"`), or the one label of its series
-(`per="series"`: every row of a series must carry the same label, and `predict` averages the
-class probabilities over all windows of each series).
+With `per="window"` a window's class is the label of its last row, and the rows of every
+series are split by time. With `per="series"` every row of a series (`id=`) carries the one
+label of the series, and the series is classified whole: series of different lengths are
+padded into one batch and the network is read at each one's last real step (the layers hold
+their state over the padding). The split is then by whole series, stratified by class, and
+metrics count series.
 
     >>> import numpy as np, pandas as pd
     >>> t = np.arange(400)
@@ -16,17 +20,25 @@ class probabilities over all windows of each series).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from liquidnets.data import DataError, Scaler, SeriesSet, make_windows, split_by_time
+from liquidnets.data import (
+    DataError,
+    Scaler,
+    SeriesSet,
+    make_windows,
+    pad_series,
+    split_by_series,
+)
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
-from liquidnets.tasks._common import align_columns, load_like, run_net
+from liquidnets.tasks._common import align_columns, load_like, run_net, split_rows
 from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
 
@@ -40,23 +52,53 @@ class PriorNet(nn.Module):
         super().__init__()
         self.register_buffer("log_prior", torch.zeros(n_classes))
 
-    def forward(self, x, dt):
+    def forward(self, x, dt, mask=None):
         return self.log_prior.expand(x.shape[0], -1)
 
 
+# The recipe of per="series" (whole series), chosen by 3-fold cross-validation on the
+# training series of the six UCR/UEA sets of benchmarks/quality_classify.py (their test
+# series never used): patches of rows so that the longest training series is read in at
+# most 16 steps, 64 units without a backbone, the mean and the maximum of the outputs over
+# time, small batches and enough epochs for sets of a few dozen series.
+SERIES = {"units": 64, "backbone_layers": 0, "pool": "mean+max", "max_steps": 16}
+SERIES_TRAIN = {"batch_size": 16, "max_epochs": 200, "patience": 30}
+AUTO = "auto"
+
+
 class Classifier:
-    """A classifier over sliding windows: `fit`, `predict`, `predict_proba`, `backtest`,
-    `save`, `load`.
+    """A classifier of windows or of whole series: `fit`, `predict`, `predict_proba`,
+    `backtest`, `save`, `load`.
+
+    With `per="series"` each series is one sample, read whole: every `downsample` rows
+    (`ceil(longest training series / max_steps)`) form one step, their values side by side
+    (a patch; see `liquidnets.data.pad_series`), series of different lengths are padded and
+    masked, and the head reads the outputs pooled over each series' real steps. The default
+    recipe for it (`SERIES`, `SERIES_TRAIN`) was chosen by cross-validation on the training
+    series of public UCR/UEA sets; `benchmarks/quality_classify.py` measures it against
+    MiniRocket on their test series.
 
     Args:
         model: `cfc`, `ltc`, `cfc-ncp`, `ltc-ncp`, `lstm`, `gru`, or `naive` (the training
             classes' frequencies).
-        lookback: input steps per window.
-        stride: steps between consecutive training windows.
-        units: neurons of a liquid model.
+        lookback: input steps per window (`per="window"`; whole series have no lookback).
+        stride: steps between consecutive training windows (`per="window"`).
+        units: neurons of a liquid model (None: 32 per window, 64 per series).
         budget: parameter count an `lstm`/`gru` should match.
-        per: `window` (a label per window) or `series` (a label per series).
-        train: a `TrainConfig`, or keyword arguments of one (the loss is cross-entropy).
+        per: `window` (a label per window, its last row's) or `series` (a label per series,
+            each series classified whole).
+        max_steps: with `per="series"`, the most steps the longest training series is read
+            in (default 16); None: a step per row.
+        reduce: how `downsample` rows make a step: `patch` (their values side by side,
+            default) or `mean`.
+        pool: what the head reads (see `models.LiquidNet`; None: `last` per window,
+            `mean+max` per series).
+        backbone_layers: the CfC's backbone depth (`"auto"`: ncps's 1 x 128 per window,
+            none per series; see `models.LiquidNet`).
+        mixed_memory: an LSTM memory beside the liquid cell.
+        train: a `TrainConfig`, or keyword arguments of one (the loss is cross-entropy);
+            per series, unset `batch_size`, `max_epochs` and `patience` default to 16, 200
+            and 30.
     """
 
     def __init__(
@@ -65,9 +107,14 @@ class Classifier:
         *,
         lookback: int = 32,
         stride: int = 1,
-        units: int = 32,
+        units: int | None = None,
         budget: int | None = None,
         per: str = "window",
+        max_steps: int | None = SERIES["max_steps"],
+        reduce: str = "patch",
+        pool: str | None = None,
+        backbone_layers: int | str | None = AUTO,
+        mixed_memory: bool = False,
         train: TrainConfig | dict | None = None,
     ):
         known = (*_models.LIQUID, *_models.RECURRENT, "naive")
@@ -77,9 +124,29 @@ class Classifier:
             raise ValueError(f"per must be 'window' or 'series'; got {per!r}")
         if lookback < 1 or stride < 1:
             raise ValueError(f"lookback and stride must be positive; got {lookback}, {stride}")
+        if max_steps is not None and (isinstance(max_steps, bool) or max_steps < 1):
+            raise ValueError(f"max_steps must be a positive number or None; got {max_steps!r}")
+        if reduce not in ("patch", "mean"):
+            raise ValueError(f"reduce must be 'patch' or 'mean'; got {reduce!r}")
+        whole = per == "series"
+        recipe = SERIES if whole else {"units": 32, "backbone_layers": None, "pool": "last"}
+        units = recipe["units"] if units is None else units
+        pool = recipe["pool"] if pool is None else pool
+        _models.check_pool(pool)
+        if backbone_layers == AUTO:
+            backbone_layers = recipe["backbone_layers"]
         self.model, self.lookback, self.stride = model, lookback, stride
         self.units, self.budget, self.per = units, budget, per
-        config = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+        self.max_steps, self.reduce = max_steps, reduce
+        self.pool, self.backbone_layers, self.mixed_memory = pool, backbone_layers, mixed_memory
+        # whole series per sample; False only for per-series models saved before, which
+        # averaged the class probabilities over the windows of each series
+        self.whole = whole
+        self.downsample = 1  # rows per step, fitted with per="series"
+        if isinstance(train, TrainConfig):
+            config = train
+        else:
+            config = TrainConfig(**{**(SERIES_TRAIN if whole else {}), **(train or {})})
         config.loss = "cross_entropy"
         self.train_config = config
         self.net: nn.Module | None = None
@@ -88,8 +155,8 @@ class Classifier:
         self.spec: dict = {}
         self.history: dict = {}
 
-    def _series(self, data) -> SeriesSet:
-        series = load_like(data, self.spec)
+    def _series(self, data, split: bool = True) -> SeriesSet:
+        series = load_like(data, self.spec, split=split)
         align_columns(series, self.spec["columns"])
         self._check_labels(series)
         return series
@@ -106,12 +173,16 @@ class Classifier:
                         "for a label per window"
                     )
 
-    def _build(self, n_inputs: int) -> nn.Module:
+    def _build(self, n_columns: int) -> nn.Module:
+        """The network over `n_columns` data columns (each step of a whole series holds
+        `downsample` rows of them with patches)."""
         if self.model == "naive":
             return PriorNet(len(self.classes))
+        width = n_columns * (self.downsample if self.whole and self.reduce == "patch" else 1)
         return _models.build(
-            self.model, n_inputs=n_inputs, n_outputs=len(self.classes), units=self.units,
-            budget=self.budget, seed=self.train_config.seed,
+            self.model, n_inputs=width, n_outputs=len(self.classes), units=self.units,
+            budget=self.budget, seed=self.train_config.seed, pool=self.pool,
+            backbone_layers=self.backbone_layers, mixed_memory=self.mixed_memory,
         )  # fmt: skip
 
     def _indices(self, labels: np.ndarray, source: str) -> np.ndarray:
@@ -135,22 +206,35 @@ class Classifier:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        split_column: str | None = None,
         run_dir: str | Path | None = None,
     ) -> Classifier:
-        """Fit on the training part of every series (by time), stopping early on the
-        validation part; the scaler is fitted on training rows only. Returns `self`."""
+        """Fit on the training part, stopping early on the validation part; the scaler is
+        fitted on training rows only. Returns `self`.
+
+        The parts: with `per="window"`, the rows of every series by time (`val` and `test`
+        fractions); with `per="series"`, whole series, stratified by class. `split_column`
+        names a column that says `train`, `val` or `test` instead: per row (`per="window"`,
+        see `liquidnets.data.split_by_column`) or per series (`per="series"`, every row of a
+        series the same; without `val` series, validation is a `val` fraction of each class's
+        training series)."""
         self.spec = {
             "targets": [], "features": features, "time": time, "id": id, "label": label,
             "missing": missing, "time_unit": time_unit, "val": val, "test": test,
+            "split_column": split_column,
         }  # fmt: skip
         series = load_like(data, self.spec)
         self._check_labels(series)
         self.spec.update(
             features=[c for c in series.columns if not c.endswith("__missing")],
+            time=series.time_column,  # as the series were read, also when given a SeriesSet
+            id=series.id_column,
             time_unit=series.time_unit,
             columns=list(series.columns),
         )
-        parts = split_by_time(series, val=val, test=test)
+        if self.whole:
+            return self._fit_series(series, run_dir)
+        parts = split_rows(series, self.spec)
         rows = [v[p] for v, p in zip(series.values, parts["train"], strict=True)]
         self.scaler = Scaler.fit(rows, series.columns)
         train = make_windows(
@@ -160,9 +244,7 @@ class Classifier:
         self.net = self._build(len(series.columns))
         y_train = self._indices(train.label, series.source)
         if self.model == "naive":
-            counts = np.bincount(y_train, minlength=len(self.classes)) + 1.0
-            self.net.log_prior.copy_(torch.as_tensor(np.log(counts / counts.sum())))
-            return self
+            return self._fit_prior(y_train)
         valid = make_windows(series, self.lookback, 0, 1, parts=parts["val"], scaler=self.scaler)
         y_val = self._indices(valid.label, series.source)
         self.history = _fit(
@@ -171,23 +253,65 @@ class Classifier:
         )  # fmt: skip
         return self
 
-    def _proba(self, x: np.ndarray, dt: np.ndarray) -> np.ndarray:
+    def _fit_prior(self, y_train: np.ndarray) -> Classifier:
+        counts = np.bincount(y_train, minlength=len(self.classes)) + 1.0
+        self.net.log_prior.copy_(torch.as_tensor(np.log(counts / counts.sum())))
+        return self
+
+    def _series_parts(self, series: SeriesSet) -> dict[str, list[int]]:
+        return split_by_series(
+            series, val=self.spec["val"], test=self.spec["test"], seed=self.train_config.seed
+        )
+
+    def _fit_series(self, series: SeriesSet, run_dir) -> Classifier:
+        parts = self._series_parts(series)
+        train = parts["train"]
+        self.scaler = Scaler.fit([series.values[i] for i in train], series.columns)
+        labels = np.array([str(v[0]) for v in series.labels], dtype=object)  # one per series
+        self.classes = sorted(set(labels[train]))
+        longest = max(len(series.values[i]) for i in train)
+        self.downsample = math.ceil(longest / self.max_steps) if self.max_steps else 1
+        self.net = self._build(len(series.columns))
+        y_train = self._indices(labels[train], series.source)
+        if self.model == "naive":
+            return self._fit_prior(y_train)
+        x, dt, mask = pad_series(series, train, self.scaler, self.downsample, self.reduce)
+        vx, vdt, vmask = pad_series(series, parts["val"], self.scaler, self.downsample, self.reduce)
+        y_val = self._indices(labels[parts["val"]], series.source)
+        self.history = _fit(
+            self.net, (x, dt, mask, y_train), (vx, vdt, vmask, y_val), self.train_config,
+            run_dir=run_dir,
+        )  # fmt: skip
+        return self
+
+    def _proba(self, x: np.ndarray, dt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         assert self.net is not None, "fit or load the model first"
-        logits = torch.as_tensor(run_net(self.net, x, dt, len(self.classes)))
+        logits = torch.as_tensor(run_net(self.net, x, dt, len(self.classes), mask))
         return torch.softmax(logits, dim=-1).numpy()
+
+    def _series_proba(self, series: SeriesSet, index) -> np.ndarray:
+        """Class probabilities of whole series, `(len(index), n_classes)`."""
+        if not len(index):
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self._proba(*pad_series(series, index, self.scaler, self.downsample, self.reduce))
 
     def predict_proba(self, data):
         """Class probabilities: per window (columns `id`, `time` of the window's last row, one
-        per class), or with `per="series"` one row per series (averaged over its windows)."""
+        per class), or with `per="series"` one row per series (columns `id` and the classes)."""
         import pandas as pd
 
-        series = self._series(data)
+        series = self._series(data, split=False)
+        if self.whole:
+            index = list(range(len(series)))
+            frame = pd.DataFrame(self._series_proba(series, index), columns=self.classes)
+            frame.insert(0, "id", list(series.ids))
+            return frame
         w = make_windows(series, self.lookback, 0, 1, scaler=self.scaler)
         proba = self._proba(w.x, w.dt)
         frame = pd.DataFrame(proba, columns=self.classes)
         frame.insert(0, "time", [series.times[s][e] for s, e in zip(w.series, w.end, strict=True)])
         frame.insert(0, "id", [series.ids[s] for s in w.series])
-        if self.per == "series":
+        if self.per == "series":  # a per-series model saved before: the mean over windows
             frame = frame.drop(columns="time").groupby("id", sort=False).mean().reset_index()
         return frame
 
@@ -198,28 +322,44 @@ class Classifier:
         return frame
 
     def backtest(self, data=None, *, part: str = "test") -> dict:
-        """Classify every window whose last row lies in the `test` (or `val`) part.
+        """Classify the `test` (or `val`) part: every window whose last row lies in it, or
+        with `per="series"` every series in it (the metrics count series).
 
         Returns `{"metrics": {"accuracy", "macro_f1", "auroc"}, "confusion": (K, K),
-        "proba": (N, K), "truth": (N,), "times": (N,)}`."""
+        "proba": (N, K), "truth": (N,), "times": (N,)}`; for whole series `"ids"` (N,) in
+        place of `"times"`."""
         series = self._series(data)
-        parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
-        w = make_windows(series, self.lookback, 0, 1, parts=parts[part], scaler=self.scaler)
-        proba = self._proba(w.x, w.dt)
-        truth = self._indices(w.label, series.source)
+        if self.whole:
+            index = self._series_parts(series)[part]
+            if not index:
+                raise DataError(f"{series.source}: no {part} series to classify")
+            proba = self._series_proba(series, index)
+            truth = self._indices(np.array([series.labels[i][0] for i in index]), series.source)
+            extra = {"ids": np.array([series.ids[i] for i in index], dtype=object)}
+        else:
+            parts = split_rows(series, self.spec)
+            w = make_windows(series, self.lookback, 0, 1, parts=parts[part], scaler=self.scaler)
+            proba = self._proba(w.x, w.dt)
+            truth = self._indices(w.label, series.source)
+            times = [series.times[s][e] for s, e in zip(w.series, w.end, strict=True)]
+            extra = {"times": np.array(times)}
         return {
             "metrics": _metrics.classification_metrics(truth, proba),
             "confusion": _metrics.confusion_matrix(truth, proba.argmax(1), len(self.classes)),
             "proba": proba,
             "truth": truth,
-            "times": np.array([series.times[s][e] for s, e in zip(w.series, w.end, strict=True)]),
+            **extra,
         }
 
     def config(self) -> dict:
         return {
             "task": TASK, "model": self.model, "lookback": self.lookback, "stride": self.stride,
             "units": self.units, "budget": self.budget, "per": self.per,
-            "train": self.train_config.to_dict(), "n_inputs": len(self.spec["columns"]),
+            "whole_series": self.whole, "max_steps": self.max_steps,
+            "downsample": self.downsample, "reduce": self.reduce, "pool": self.pool,
+            "backbone_layers": self.backbone_layers, "mixed_memory": self.mixed_memory,
+            "train": self.train_config.to_dict(),
+            "n_inputs": len(self.spec["columns"]),
         }  # fmt: skip
 
     def save(self, path, *, overwrite: bool = False) -> Path:
@@ -233,15 +373,23 @@ class Classifier:
 
     @classmethod
     def load(cls, path) -> Classifier:
-        """Load a classifier saved by `save`."""
+        """Load a classifier saved by `save`. A per-series model saved before whole series
+        were classified keeps its recipe: windows split by time, their class probabilities
+        averaged per series."""
         weights, config, meta = load_bundle(path)
         if config.get("task") != TASK:
             raise ValueError(f"{path}: a {config.get('task')} model, not a classifier")
         self = cls(
             config["model"], lookback=config["lookback"], stride=config["stride"],
             units=config["units"], budget=config["budget"], per=config["per"],
+            max_steps=config.get("max_steps"), reduce=config.get("reduce", "patch"),
             train=config["train"],
+            # models saved before these options existed: the recipe they were trained with
+            pool=config.get("pool", "last"), backbone_layers=config.get("backbone_layers"),
+            mixed_memory=config.get("mixed_memory", False),
         )  # fmt: skip
+        self.whole = config.get("whole_series", False)
+        self.downsample = config.get("downsample", 1)
         self.spec, self.classes = meta["spec"], meta["classes"]
         self.history = meta.get("history", {})
         self.scaler = Scaler.from_dict(meta["scaler"])

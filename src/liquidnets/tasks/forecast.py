@@ -27,12 +27,11 @@ from liquidnets.data import (
     infer_season,
     load_series,
     make_windows,
-    split_by_time,
 )
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
-from liquidnets.tasks._common import align_columns, load_like, run_net
+from liquidnets.tasks._common import align_columns, load_like, run_net, split_rows
 from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
 
@@ -137,9 +136,10 @@ class Forecaster:
         self.history: dict = {}
 
     # -- data --------------------------------------------------------------------------
-    def _series(self, data) -> SeriesSet:
-        """`data` read as the model was fitted, in the model's column order."""
-        series = load_like(data, self.spec)
+    def _series(self, data, split: bool = True) -> SeriesSet:
+        """`data` read as the model was fitted, in the model's column order (`split=False`:
+        without its split column)."""
+        series = load_like(data, self.spec, split=split)
         align_columns(series, self.spec["columns"])
         return series
 
@@ -156,16 +156,19 @@ class Forecaster:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        split_column: str | None = None,
         run_dir: str | Path | None = None,
     ) -> Forecaster:
         """Fit on the training part of `data` (a path, a DataFrame or a `SeriesSet`), with early
         stopping on the validation part; the last `test` fraction of every series is left for
         `backtest`. The scaler is fitted on the training rows only, and whatever adapts to the
         data (the season, the lookback, the base) is chosen on the training and validation
-        parts only. Returns `self`."""
+        parts only. `split_column`: a column saying `train`, `val` or `test` per row, in that
+        order in time in every series, instead of the fractions (see
+        `liquidnets.data.split_by_column`). Returns `self`."""
         series = data if isinstance(data, SeriesSet) else load_series(
             data, targets=targets, features=features, time=time, id=id, missing=missing,
-            time_unit=time_unit,
+            time_unit=time_unit, split=split_column,
         )  # fmt: skip
         self.spec = {
             "targets": list(series.targets),
@@ -179,8 +182,9 @@ class Forecaster:
             "columns": list(series.columns),
             "val": val,
             "test": test,
+            "split_column": split_column,
         }
-        parts = split_by_time(series, val=val, test=test)
+        parts = split_rows(series, self.spec)
         train_rows = [len(range(*p.indices(len(v)))) for v, p in zip(series.values, parts["train"])]
         if self.season == "auto":
             self.season = infer_season(series, min(train_rows) if train_rows else 0)
@@ -290,7 +294,7 @@ class Forecaster:
         column per target."""
         import pandas as pd
 
-        series = self._series(data)
+        series = self._series(data, split=False)
         rows = []
         for k, (values, dt, times) in enumerate(zip(series.values, series.dt, series.times)):
             if len(values) < self.lookback:
@@ -317,7 +321,7 @@ class Forecaster:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when a season is set or inferred) and R²."""
         series = self._series(data)
-        parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
+        parts = split_rows(series, self.spec)
         w = make_windows(
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler
         )

@@ -1,4 +1,6 @@
-"""The models behind every task, one interface: `net(x (B, T, C), dt (B, T)) -> (B, out)`.
+"""The models behind every task, one interface: `net(x (B, T, C), dt (B, T)) -> (B, out)`,
+or with padded series of different lengths `net(x, dt, mask (B, T))`, read at each series'
+last real step.
 
 Liquid models (`cfc`, `ltc`, and their NCP-wired variants `cfc-ncp`, `ltc-ncp`) read the
 elapsed times as their timespans. The recurrent baselines `lstm` and `gru` get the elapsed time
@@ -26,10 +28,42 @@ LIQUID = ("cfc", "ltc", "cfc-ncp", "ltc-ncp")
 RECURRENT = ("lstm", "gru")
 NAIVE = ("naive", "seasonal_naive")
 MODELS = LIQUID + RECURRENT + NAIVE
+POOLS = ("last", "mean", "max")
+
+
+def check_pool(pool: str) -> tuple[str, ...]:
+    """The parts of a pooling such as `"last+mean"`: each of `POOLS`, once."""
+    parts = tuple(pool.split("+")) if isinstance(pool, str) else ()
+    if not parts or any(p not in POOLS for p in parts) or len(set(parts)) < len(parts):
+        raise ValueError(
+            f"pool must be one or more of {', '.join(POOLS)} joined by '+' (e.g. last+mean); "
+            f"got {pool!r}"
+        )
+    return parts
+
+
+def pool_steps(seq: Tensor, mask: Tensor | None, parts: tuple[str, ...]) -> Tensor:
+    """Outputs over time `seq (B, T, F)` pooled into `(B, len(parts) * F)`: the last valid
+    step's (`last`), the mean (`mean`) or the maximum (`max`) over the valid steps, side by
+    side. A mask must hold at least one valid step per sequence, its padding at the end."""
+    valid = torch.ones(seq.shape[:2], dtype=torch.bool, device=seq.device) if mask is None else mask
+    keep = valid.unsqueeze(-1)  # (B, T, 1)
+    out = []
+    for part in parts:
+        if part == "last":
+            last = (valid.long().sum(dim=1) - 1).clamp(min=0)  # (B,)
+            out.append(seq[torch.arange(len(seq), device=seq.device), last])
+        elif part == "mean":
+            count = keep.sum(dim=1).clamp(min=1)  # (B, 1)
+            out.append((seq * keep).sum(dim=1) / count)
+        else:
+            out.append(seq.masked_fill(~keep, float("-inf")).amax(dim=1))
+    return torch.cat(out, dim=-1)
 
 
 class LiquidNet(nn.Module):
-    """A liquid layer over the window, then a linear head on its last output.
+    """A liquid layer over the window, then a linear head on its last output (or, with
+    `pool`, on its outputs pooled over time).
 
     Args:
         kind: `cfc`, `ltc`, `cfc-ncp` or `ltc-ncp`.
@@ -40,6 +74,8 @@ class LiquidNet(nn.Module):
         backbone_layers: the CfC's backbone depth (None: the layer's default, 1 layer of
             128; 0: the heads read `[x; h]` directly). Only for `cfc`.
         mixed_memory: an LSTM memory beside the liquid cell.
+        pool: what the head reads: `last` (the last step's output), or the outputs pooled
+            over (valid) time steps, `mean`, `max`, or several side by side (`last+mean`).
     """
 
     def __init__(
@@ -52,6 +88,7 @@ class LiquidNet(nn.Module):
         *,
         backbone_layers: int | None = None,
         mixed_memory: bool = False,
+        pool: str = "last",
     ):
         super().__init__()
         wired = kind.endswith("-ncp")
@@ -61,31 +98,45 @@ class LiquidNet(nn.Module):
             cells = AutoNCP(units, motor, seed=seed)
         else:
             cells = units
-        options = {"batch_first": True, "return_sequences": False, "mixed_memory": mixed_memory}
+        self.pool = check_pool(pool)
+        sequences = self.pool != ("last",)
+        options = {
+            "batch_first": True, "return_sequences": sequences, "mixed_memory": mixed_memory,
+        }  # fmt: skip
         if kind == "cfc" and backbone_layers is not None:
             options["backbone_layers"] = backbone_layers
         layer = CfC if kind.startswith("cfc") else LTC
         self.rnn = layer(n_inputs, cells, **options)
-        self.head = nn.Linear(self.rnn.output_size, n_outputs)
+        self.head = nn.Linear(len(self.pool) * self.rnn.output_size, n_outputs)
 
-    def forward(self, x: Tensor, dt: Tensor) -> Tensor:
-        y, _ = self.rnn(x, timespans=dt)  # (B, output_size): the last step
+    def forward(self, x: Tensor, dt: Tensor, mask: Tensor | None = None) -> Tensor:
+        # (B, output_size): the last step, or with a mask the last valid one (the layer holds
+        # its state over padded steps); with pooling (B, T, output_size) first
+        y, _ = self.rnn(x, timespans=dt, mask=mask)
+        if self.rnn.return_sequences:
+            y = pool_steps(y, mask, self.pool)
         return self.head(y)
 
 
 class RecurrentNet(nn.Module):
     """torch's fused `nn.LSTM` or `nn.GRU`, the elapsed time as one more feature, then a
-    linear head on the last hidden state."""
+    linear head on the last hidden state (with a mask, padded at the end: the last real
+    step's)."""
 
-    def __init__(self, kind: str, n_inputs: int, n_outputs: int, hidden: int):
+    def __init__(self, kind: str, n_inputs: int, n_outputs: int, hidden: int, pool: str = "last"):
         super().__init__()
         rnn = nn.LSTM if kind == "lstm" else nn.GRU
+        self.pool = check_pool(pool)
         self.rnn = rnn(n_inputs + 1, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, n_outputs)
+        self.head = nn.Linear(len(self.pool) * hidden, n_outputs)
 
-    def forward(self, x: Tensor, dt: Tensor) -> Tensor:
+    def forward(self, x: Tensor, dt: Tensor, mask: Tensor | None = None) -> Tensor:
         out, _ = self.rnn(torch.cat([x, dt.unsqueeze(-1)], dim=-1))  # (B, T, hidden)
-        return self.head(out[:, -1])
+        if mask is None and self.pool == ("last",):
+            return self.head(out[:, -1])
+        # padding sits at the end, so the steps up to a series' last real one are causal and
+        # unaffected by it: pool over those
+        return self.head(pool_steps(out, mask, self.pool))
 
 
 class NaiveNet(nn.Module):
@@ -222,13 +273,13 @@ def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
-def matched_hidden(kind: str, n_inputs: int, n_outputs: int, budget: int) -> int:
+def matched_hidden(kind: str, n_inputs: int, n_outputs: int, budget: int, pooled: int = 1) -> int:
     """The hidden size of an `lstm`/`gru` baseline whose parameter count is closest to
-    `budget` (the liquid model's), at least 2."""
+    `budget` (the liquid model's), at least 2; `pooled`: how many poolings its head reads."""
     gates = 4 if kind == "lstm" else 3
 
     def count(h: int) -> int:
-        return gates * (h * (n_inputs + 1) + h * h + 2 * h) + h * n_outputs + n_outputs
+        return gates * (h * (n_inputs + 1) + h * h + 2 * h) + pooled * h * n_outputs + n_outputs
 
     return min(range(2, 1025), key=lambda h: abs(count(h) - budget))
 
@@ -246,6 +297,7 @@ def build(
     seed: int = 0,
     backbone_layers: int | None = None,
     mixed_memory: bool = False,
+    pool: str = "last",
 ) -> nn.Module:
     """The network called `name` (one of `MODELS`).
 
@@ -260,10 +312,12 @@ def build(
         seed: seeds the initial weights and the NCP wiring, so that the same arguments give
             the same network (the global torch RNG is left as it was).
         backbone_layers, mixed_memory: the liquid layer's options (see `LiquidNet`).
+        pool: what the head of a liquid or recurrent model reads: `last`, or outputs pooled
+            over time (see `LiquidNet`).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        liquid = {"backbone_layers": backbone_layers, "mixed_memory": mixed_memory}
+        liquid = {"backbone_layers": backbone_layers, "mixed_memory": mixed_memory, "pool": pool}
         return _build(
             name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed, liquid
         )
@@ -277,9 +331,9 @@ def _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budg
     if name in RECURRENT:
         if budget is None:
             budget = parameter_count(LiquidNet("cfc", n_inputs, n_outputs, units, **liquid))
-        return RecurrentNet(
-            name, n_inputs, n_outputs, matched_hidden(name, n_inputs, n_outputs, budget)
-        )
+        pool = liquid["pool"]
+        hidden = matched_hidden(name, n_inputs, n_outputs, budget, len(check_pool(pool)))
+        return RecurrentNet(name, n_inputs, n_outputs, hidden, pool=pool)
     if name in NAIVE:
         if target_index is None:
             raise ValueError(f"model '{name}' needs target_index (the targets among the inputs)")

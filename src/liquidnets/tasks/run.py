@@ -46,7 +46,7 @@ DEFAULTS = {
     "lookback": None,  # forecast: 32 or two seasons (Forecaster); classify, anomaly: 32
     "horizon": 1,
     "stride": 1,
-    "units": None,  # forecast: 64; classify, anomaly: 32
+    "units": None,  # forecast: 64; classify: 32 per window, 64 per series; anomaly: 32
     "season": "auto",  # forecast, anomaly: from the timestamps (Forecaster)
     "base": "auto",
     "linear": True,
@@ -56,6 +56,7 @@ DEFAULTS = {
     "time_unit": None,
     "val": 0.15,
     "test": 0.15,
+    "split_column": None,  # a column saying train, val or test, instead of val and test
     "baselines": True,
     "encoding": "utf-8",
 }
@@ -137,14 +138,18 @@ def _make(name: str, settings: dict, budget: int | None):
             **sized, **common,
         )  # fmt: skip
     common["lookback"] = settings["lookback"] or 32
+    if task == "classify":  # units: the classifier's own default (per window or per series)
+        units = {} if settings["units"] is None else {"units": settings["units"]}
+        return Classifier(name, stride=settings["stride"], per=settings["per"], **units, **common)
     common["units"] = settings["units"] or 32
-    if task == "classify":
-        return Classifier(name, stride=settings["stride"], per=settings["per"], **common)
     return AnomalyDetector(name, season=settings["season"], quantile=settings["quantile"], **common)
 
 
 def _fit(model, series, settings: dict, run_dir=None):
-    split = {"val": settings["val"], "test": settings["test"], "missing": settings["missing"]}
+    split = {
+        "val": settings["val"], "test": settings["test"], "missing": settings["missing"],
+        "split_column": settings["split_column"],
+    }  # fmt: skip
     if settings["task"] == "classify":
         return model.fit(series, label=settings["label"], run_dir=run_dir, **split)
     if settings["task"] == "anomaly":
@@ -253,13 +258,15 @@ def evaluate_run(run_dir, data) -> dict:
     return _evaluate(Path(run_dir), models, _load(data, settings), settings)
 
 
-def _load(data, settings: dict):
+def _load(data, settings: dict, split: bool = True):
     target = settings["target"]
     targets = [] if settings["task"] == "classify" else target
+    # run folders written before --split-column have no such setting
+    column = settings.get("split_column") if split else None
     return load_series(
         data, targets=targets, features=settings["features"], time=settings["time"],
         id=settings["id"], label=settings["label"], missing=settings["missing"],
-        time_unit=settings["time_unit"], encoding=settings["encoding"],
+        time_unit=settings["time_unit"], encoding=settings["encoding"], split=column,
     )  # fmt: skip
 
 
@@ -271,7 +278,7 @@ def predict_run(run_dir, data, out, *, overwrite: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
-    frame = models[settings["model"]].predict(_load(data, settings))
+    frame = models[settings["model"]].predict(_load(data, settings, split=False))
     with new_file(out) as tmp:
         frame.to_csv(tmp, index=False)
     return out
