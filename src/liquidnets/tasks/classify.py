@@ -20,6 +20,7 @@ metrics count series.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -60,8 +61,10 @@ class PriorNet(nn.Module):
 # training series of the six UCR/UEA sets of benchmarks/quality_classify.py (their test
 # series never used): patches of rows so that the longest training series is read in at
 # most 16 steps, 64 units without a backbone, the mean and the maximum of the outputs over
-# time, small batches and enough epochs for sets of a few dozen series.
-SERIES = {"units": 64, "backbone_layers": 0, "pool": "mean+max", "max_steps": 16}
+# time, small batches and enough epochs for sets of a few dozen series, and three members
+# from different seeds whose class probabilities are averaged.
+SERIES = {"units": 64, "backbone_layers": 0, "pool": "mean+max", "max_steps": 16, "ensemble": 3}
+WINDOW = {"units": 32, "backbone_layers": None, "pool": "last", "ensemble": 1}
 SERIES_TRAIN = {"batch_size": 16, "max_epochs": 200, "patience": 30}
 AUTO = "auto"
 
@@ -96,6 +99,9 @@ class Classifier:
         backbone_layers: the CfC's backbone depth (`"auto"`: ncps's 1 x 128 per window,
             none per series; see `models.LiquidNet`).
         mixed_memory: an LSTM memory beside the liquid cell.
+        ensemble: members trained apart from seeds `seed, seed + 1, ...` whose class
+            probabilities are averaged (see `models.Ensemble`); an `lstm`/`gru` member gets
+            its share of `budget`. None: 1 per window, 3 per series.
         train: a `TrainConfig`, or keyword arguments of one (the loss is cross-entropy);
             per series, unset `batch_size`, `max_epochs` and `patience` default to 16, 200
             and 30.
@@ -115,6 +121,7 @@ class Classifier:
         pool: str | None = None,
         backbone_layers: int | str | None = AUTO,
         mixed_memory: bool = False,
+        ensemble: int | None = None,
         train: TrainConfig | dict | None = None,
     ):
         known = (*_models.LIQUID, *_models.RECURRENT, "naive")
@@ -128,9 +135,12 @@ class Classifier:
             raise ValueError(f"max_steps must be a positive number or None; got {max_steps!r}")
         if reduce not in ("patch", "mean"):
             raise ValueError(f"reduce must be 'patch' or 'mean'; got {reduce!r}")
+        if ensemble is not None and (isinstance(ensemble, bool) or ensemble < 1):
+            raise ValueError(f"ensemble must be a positive number of members; got {ensemble!r}")
         whole = per == "series"
-        recipe = SERIES if whole else {"units": 32, "backbone_layers": None, "pool": "last"}
+        recipe = SERIES if whole else WINDOW
         units = recipe["units"] if units is None else units
+        self.ensemble = int(recipe["ensemble"] if ensemble is None else ensemble)
         pool = recipe["pool"] if pool is None else pool
         _models.check_pool(pool)
         if backbone_layers == AUTO:
@@ -174,16 +184,37 @@ class Classifier:
                     )
 
     def _build(self, n_columns: int) -> nn.Module:
-        """The network over `n_columns` data columns (each step of a whole series holds
-        `downsample` rows of them with patches)."""
+        """The network over `n_columns` data columns: one, or an `Ensemble` of `ensemble`
+        members (untrained)."""
         if self.model == "naive":
             return PriorNet(len(self.classes))
+        members = [self._member(n_columns, k) for k in range(self.ensemble)]
+        return members[0] if self.ensemble == 1 else _models.Ensemble(members)
+
+    def _member(self, n_columns: int, k: int) -> nn.Module:
+        """Member `k`: seeded `seed + k`, sized to its share of the budget; each step of a
+        whole series holds `downsample` rows of the columns with patches."""
         width = n_columns * (self.downsample if self.whole and self.reduce == "patch" else 1)
+        budget = None if self.budget is None else max(1, self.budget // self.ensemble)
         return _models.build(
             self.model, n_inputs=width, n_outputs=len(self.classes), units=self.units,
-            budget=self.budget, seed=self.train_config.seed, pool=self.pool,
+            budget=budget, seed=self.train_config.seed + k, pool=self.pool,
             backbone_layers=self.backbone_layers, mixed_memory=self.mixed_memory,
         )  # fmt: skip
+
+    def _train(self, n_columns: int, train: tuple, valid: tuple, run_dir) -> None:
+        """Train the network (every member apart, from its own seed; the first one's logs go
+        to `run_dir`) on `train`, stopping early on `valid`."""
+        members, histories = [], []
+        for k in range(self.ensemble):
+            config = dataclasses.replace(self.train_config, seed=self.train_config.seed + k)
+            net = self._member(n_columns, k)
+            histories.append(_fit(net, train, valid, config, run_dir=None if k else run_dir))
+            members.append(net)
+        self.net = members[0] if self.ensemble == 1 else _models.Ensemble(members)
+        self.history = histories[0]
+        if self.ensemble > 1:
+            self.history = {**histories[0], "members": histories}
 
     def _indices(self, labels: np.ndarray, source: str) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.classes)}
@@ -241,19 +272,19 @@ class Classifier:
             series, self.lookback, 0, self.stride, parts=parts["train"], scaler=self.scaler
         )
         self.classes = sorted({str(v) for v in train.label})
-        self.net = self._build(len(series.columns))
         y_train = self._indices(train.label, series.source)
         if self.model == "naive":
             return self._fit_prior(y_train)
         valid = make_windows(series, self.lookback, 0, 1, parts=parts["val"], scaler=self.scaler)
         y_val = self._indices(valid.label, series.source)
-        self.history = _fit(
-            self.net, (train.x, train.dt, y_train), (valid.x, valid.dt, y_val),
-            self.train_config, run_dir=run_dir,
+        self._train(
+            len(series.columns), (train.x, train.dt, y_train), (valid.x, valid.dt, y_val),
+            run_dir,
         )  # fmt: skip
         return self
 
     def _fit_prior(self, y_train: np.ndarray) -> Classifier:
+        self.net = PriorNet(len(self.classes))
         counts = np.bincount(y_train, minlength=len(self.classes)) + 1.0
         self.net.log_prior.copy_(torch.as_tensor(np.log(counts / counts.sum())))
         return self
@@ -271,17 +302,13 @@ class Classifier:
         self.classes = sorted(set(labels[train]))
         longest = max(len(series.values[i]) for i in train)
         self.downsample = math.ceil(longest / self.max_steps) if self.max_steps else 1
-        self.net = self._build(len(series.columns))
         y_train = self._indices(labels[train], series.source)
         if self.model == "naive":
             return self._fit_prior(y_train)
         x, dt, mask = pad_series(series, train, self.scaler, self.downsample, self.reduce)
         vx, vdt, vmask = pad_series(series, parts["val"], self.scaler, self.downsample, self.reduce)
         y_val = self._indices(labels[parts["val"]], series.source)
-        self.history = _fit(
-            self.net, (x, dt, mask, y_train), (vx, vdt, vmask, y_val), self.train_config,
-            run_dir=run_dir,
-        )  # fmt: skip
+        self._train(len(series.columns), (x, dt, mask, y_train), (vx, vdt, vmask, y_val), run_dir)
         return self
 
     def _proba(self, x: np.ndarray, dt: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -358,7 +385,7 @@ class Classifier:
             "whole_series": self.whole, "max_steps": self.max_steps,
             "downsample": self.downsample, "reduce": self.reduce, "pool": self.pool,
             "backbone_layers": self.backbone_layers, "mixed_memory": self.mixed_memory,
-            "train": self.train_config.to_dict(),
+            "ensemble": self.ensemble, "train": self.train_config.to_dict(),
             "n_inputs": len(self.spec["columns"]),
         }  # fmt: skip
 
@@ -386,7 +413,7 @@ class Classifier:
             train=config["train"],
             # models saved before these options existed: the recipe they were trained with
             pool=config.get("pool", "last"), backbone_layers=config.get("backbone_layers"),
-            mixed_memory=config.get("mixed_memory", False),
+            mixed_memory=config.get("mixed_memory", False), ensemble=config.get("ensemble", 1),
         )  # fmt: skip
         self.whole = config.get("whole_series", False)
         self.downsample = config.get("downsample", 1)

@@ -269,6 +269,27 @@ class FromLastValue(nn.Module):
         return self.offset(x) + self.net(x, dt)
 
 
+class Ensemble(nn.Module):
+    """Classifiers trained apart (e.g. from different seeds) as one: the log of their mean
+    class probabilities, so that a softmax of the output is the mean of theirs.
+
+        >>> members = [build("cfc", n_inputs=2, n_outputs=3, units=8, seed=s) for s in (0, 1)]
+        >>> x, dt = torch.randn(4, 5, 2), torch.ones(4, 5)
+        >>> mean = sum(torch.softmax(m(x, dt), -1) for m in members) / 2
+        >>> torch.allclose(torch.softmax(Ensemble(members)(x, dt), -1), mean, atol=1e-6)
+        True
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor, dt: Tensor, mask: Tensor | None = None) -> Tensor:
+        extra = () if mask is None else (mask,)
+        logp = torch.stack([m(x, dt, *extra).log_softmax(-1) for m in self.members])  # (M, B, K)
+        return torch.logsumexp(logp, dim=0) - math.log(len(self.members))
+
+
 def parameter_count(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 

@@ -179,7 +179,8 @@ def _train_into(folder: Path, series, settings: dict) -> dict:
         from liquidnets.tasks import plots
 
         title = f"{settings['model']}: training"
-        plots.plot_training(folder / "plots" / "training.png", main.history, title=title)
+        curves = {k: main.history[k] for k in ("train_loss", "val_loss") if k in main.history}
+        plots.plot_training(folder / "plots" / "training.png", curves, title=title)
     return result
 
 
