@@ -175,3 +175,29 @@ def test_deployment_commands_run(tmp_path, monkeypatch):
         model = runtime.load(tmp_path / "runs" / name)
         assert model.meta["targets"] == ["co2_ppm"] and model.output_size == 4
     assert model.window == 32  # the run's lookback
+
+
+def test_classification_command_runs(tmp_path, monkeypatch):
+    pytest.importorskip("lightning")
+    import numpy as np
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    (command,) = section_commands("Classification quality")
+    assert command[:2] == ["liquidnets", "train"] and "--split-column" in command
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(30):  # the file the command names: gestures of two kinds
+        t = np.arange(rng.integers(20, 61))
+        kind = ["slow", "fast"][k % 2]
+        z = np.sin(t * (0.3 if kind == "slow" else 1.0) + rng.uniform(0, 6))
+        split = "test" if k >= 20 else "train"
+        frames.append(pd.DataFrame({"gesture": k, "t": t, "z": z, "kind": kind, "split": split}))
+    pd.concat(frames).to_csv("gestures.csv", index=False)
+    result = CliRunner().invoke(build_cli(), [*command[1:], "--max-epochs", "2"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "gestures" / "metrics.json").read_text())
+    assert {r["model"] for r in metrics["rows"]} == {"cfc", "naive", "lstm", "gru"}
