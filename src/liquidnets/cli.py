@@ -170,6 +170,14 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--label", help="classify: the class column; anomaly: known anomalies (1/0).")
     @click.option("--time", help="Time column (timestamps or numbers); default: row order.")
     @click.option("--features", help="Input columns, comma-separated; default: all numeric.")
+    @click.option(
+        "--future", help="forecast: columns known ahead over the horizon (comma-separated)."
+    )
+    @click.option("--static", help="forecast: columns constant within each --id series.")
+    @click.option(
+        "--calendar/--no-calendar", default=False, show_default=True,
+        help="forecast: calendar features (hour, weekday, month) of the forecast steps.",
+    )  # fmt: skip
     @click.option("--id", "id_", help="Series id column (several series in one file).")
     @click.option(
         "--task", type=click.Choice(["forecast", "classify", "anomaly"]), default="forecast",
@@ -223,7 +231,9 @@ def _workflow_commands(cli, click) -> None:
         help="Train and compare the baselines.",
     )
     @click.option("--max-epochs", default=100, show_default=True, help="Upper bound on epochs.")
-    @click.option("--batch-size", default=64, show_default=True, help="Windows per batch.")
+    @click.option(
+        "--batch-size", type=int, default=None, help="Windows per batch; default: 16-64 by size."
+    )
     @click.option("--lr", default=3e-3, show_default=True, help="Learning rate (AdamW).")
     @click.option(
         "--patience", default=10, show_default=True, help="Early-stopping patience (epochs)."
@@ -251,7 +261,9 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--out", required=True, help="The run folder to create.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
     @as_json
-    def train(data, target, out, overwrite, as_json, id_, features, time_unit, **options):
+    def train(
+        data, target, out, overwrite, as_json, id_, features, future, static, time_unit, **options
+    ):
         """Train a liquid network and its baselines on a file of readings; evaluate them on
         the same test period and write the run folder (config, metrics, models, logs, plots).
 
@@ -270,7 +282,8 @@ def _workflow_commands(cli, click) -> None:
         with guard():
             result = train_run(
                 data, out, target=_split(target), overwrite=overwrite, train=train_opts,
-                id=id_, features=_split(features), time_unit=unit, **options,
+                id=id_, features=_split(features), future=_split(future),
+                static=_split(static), time_unit=unit, **options,
             )  # fmt: skip
         _print_result(click, result, as_json, out)
 
@@ -298,14 +311,18 @@ def _workflow_commands(cli, click) -> None:
     @config
     @data
     @click.option("--out", required=True, help="CSV file to write the forecasts to.")
+    @click.option(
+        "--future-data", type=click.Path(dir_okay=False),
+        help="forecast: a file of the --future columns over the horizon after the end.",
+    )  # fmt: skip
     @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-    def predict(run_dir, data, out, overwrite):
+    def predict(run_dir, data, out, overwrite, future_data):
         """Apply a run's model to a file and write CSV: the forecasts after the end of the
         data, the classes with their probabilities, or the anomaly scores and flags."""
         from liquidnets.tasks.run import predict_run
 
         with guard():
-            path = predict_run(run_dir, data, out, overwrite=overwrite)
+            path = predict_run(run_dir, data, out, overwrite=overwrite, future=future_data)
         click.echo(f"wrote {path}")
 
     @cli.command(

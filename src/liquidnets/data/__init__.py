@@ -26,7 +26,7 @@ Example:
 """
 
 from liquidnets.data.errors import DataError
-from liquidnets.data.season import auto_lookback, infer_season
+from liquidnets.data.season import auto_lookback, infer_season, season_room
 from liquidnets.data.table import MISSING_POLICIES, SeriesSet, load_series, read_table
 from liquidnets.data.windows import Scaler, Windows, make_windows, split_by_time
 from liquidnets.data.xor import event_xor
@@ -43,5 +43,6 @@ __all__ = [
     "make_windows",
     "infer_season",
     "auto_lookback",
+    "season_room",
     "event_xor",
 ]

@@ -41,6 +41,9 @@ DEFAULTS = {
     "label": None,
     "time": None,
     "features": None,
+    "future": None,  # forecast: columns known over the horizon (futr_exog_list)
+    "static": None,  # forecast: columns constant per series (stat_exog_list)
+    "calendar": False,  # forecast: calendar features of the forecast steps
     "id": None,
     "model": "cfc",
     "lookback": None,  # forecast: 32 or two seasons (Forecaster); classify, anomaly: 32
@@ -151,7 +154,10 @@ def _fit(model, series, settings: dict, run_dir=None):
         return model.fit(
             series, targets=series.targets, label=settings["label"], run_dir=run_dir, **split
         )
-    return model.fit(series, targets=series.targets, run_dir=run_dir, **split)
+    return model.fit(
+        series, targets=series.targets, run_dir=run_dir, futr_exog_list=settings["future"],
+        stat_exog_list=settings["static"], calendar=settings["calendar"], **split,
+    )  # fmt: skip
 
 
 def _train_into(folder: Path, series, settings: dict) -> dict:
@@ -256,22 +262,33 @@ def evaluate_run(run_dir, data) -> dict:
 def _load(data, settings: dict):
     target = settings["target"]
     targets = [] if settings["task"] == "classify" else target
+    features = settings["features"]
+    if features is not None:  # covariates are input columns too
+        extra = [*(settings.get("future") or []), *(settings.get("static") or [])]
+        features = list(dict.fromkeys([*features, *extra]))
     return load_series(
-        data, targets=targets, features=settings["features"], time=settings["time"],
+        data, targets=targets, features=features, time=settings["time"],
         id=settings["id"], label=settings["label"], missing=settings["missing"],
         time_unit=settings["time_unit"], encoding=settings["encoding"],
     )  # fmt: skip
 
 
-def predict_run(run_dir, data, out, *, overwrite: bool = False) -> Path:
+def predict_run(run_dir, data, out, *, overwrite: bool = False, future=None) -> Path:
     """Apply the run's model to `data` and write CSV to `out` (atomically; an existing file
     only with overwrite): forecasts for the horizon after the end of every series, classes
-    with their probabilities per window, or anomaly scores and flags per reading."""
+    with their probabilities per window, or anomaly scores and flags per reading.
+
+    `future`: for a forecaster with future covariates, their values over the horizon after
+    the end (a file or DataFrame; see `Forecaster.predict`'s `futr_df`)."""
     settings, models = load_run(run_dir)
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
-    frame = models[settings["model"]].predict(_load(data, settings))
+    model = models[settings["model"]]
+    if future is not None and settings["task"] != "forecast":
+        raise RunError(f"--future-data is for forecasts; this run is a {settings['task']} run")
+    series = _load(data, settings)
+    frame = model.predict(series, futr_df=future) if future is not None else model.predict(series)
     with new_file(out) as tmp:
         frame.to_csv(tmp, index=False)
     return out
