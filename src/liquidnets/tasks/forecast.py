@@ -29,6 +29,7 @@ from liquidnets.data import (
     make_windows,
     split_by_time,
 )
+from liquidnets.data.windows import until_json
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
@@ -156,13 +157,16 @@ class Forecaster:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        train_until=None,
         run_dir: str | Path | None = None,
     ) -> Forecaster:
         """Fit on the training part of `data` (a path, a DataFrame or a `SeriesSet`), with early
         stopping on the validation part; the last `test` fraction of every series is left for
-        `backtest`. The scaler is fitted on the training rows only, and whatever adapts to the
-        data (the season, the lookback, the base) is chosen on the training and validation
-        parts only. Returns `self`."""
+        `backtest`. `train_until`: where the training data ends instead (a time, or `"rows:N"`
+        for the first N rows; see `liquidnets.data.rows_until`): validation is the last `val`
+        of the rows up to it, and everything after it is the test part. The scaler is fitted
+        on the training rows only, and whatever adapts to the data (the season, the lookback,
+        the base) is chosen on the training and validation parts only. Returns `self`."""
         series = data if isinstance(data, SeriesSet) else load_series(
             data, targets=targets, features=features, time=time, id=id, missing=missing,
             time_unit=time_unit,
@@ -179,8 +183,9 @@ class Forecaster:
             "columns": list(series.columns),
             "val": val,
             "test": test,
+            "train_until": until_json(train_until),
         }
-        parts = split_by_time(series, val=val, test=test)
+        parts = self._parts(series)
         train_rows = [len(range(*p.indices(len(v)))) for v, p in zip(series.values, parts["train"])]
         if self.season == "auto":
             self.season = infer_season(series, min(train_rows) if train_rows else 0)
@@ -317,7 +322,7 @@ class Forecaster:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when a season is set or inferred) and R²."""
         series = self._series(data)
-        parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
+        parts = self._parts(series)
         w = make_windows(
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler
         )
@@ -338,6 +343,13 @@ class Forecaster:
             "predicted": predicted,
             "series": w.series,
         }
+
+    def _parts(self, series: SeriesSet) -> dict:
+        """The split the model was fitted with (models saved before `train_until`: none)."""
+        spec = self.spec
+        return split_by_time(
+            series, val=spec["val"], test=spec["test"], until=spec.get("train_until")
+        )
 
     def _period(self) -> int:
         return self.season if isinstance(self.season, int) else 1
