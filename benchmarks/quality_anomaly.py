@@ -258,7 +258,8 @@ def run_dataset(name: str, quick: bool, threads: int) -> dict:
 
 
 # -- report ----------------------------------------------------------------------------------
-COLUMNS = ("precision", "recall", "f1", "event_recall", "event_precision", "event_f1", "top1")
+COLUMNS = ("precision", "recall", "f1", "event_recall", "event_precision", "event_f1", "top1",
+           "flagged_share")  # fmt: skip
 
 
 def run(quick: bool = False, threads: int = 2, names: list[str] | None = None) -> dict:
