@@ -225,6 +225,15 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--val", default=0.15, show_default=True, help="Validation fraction (by time).")
     @click.option("--test", default=0.15, show_default=True, help="Test fraction (by time).")
     @click.option(
+        "--train-until", metavar="TIME|rows:N",
+        help="forecast, anomaly: train (and validate) on the rows up to this time, or on the "
+        "first N rows; test on everything after it, instead of --test.",
+    )  # fmt: skip
+    @click.option(
+        "--tolerance", default=10, show_default=True,
+        help="anomaly: readings a flag may lie before or after a labelled event and still find it.",
+    )  # fmt: skip
+    @click.option(
         "--baselines/--no-baselines",
         default=True,
         show_default=True,

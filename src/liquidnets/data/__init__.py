@@ -28,7 +28,7 @@ Example:
 from liquidnets.data.errors import DataError
 from liquidnets.data.season import auto_lookback, infer_season, season_room
 from liquidnets.data.table import MISSING_POLICIES, SeriesSet, load_series, read_table
-from liquidnets.data.windows import Scaler, Windows, make_windows, split_by_time
+from liquidnets.data.windows import Scaler, Windows, make_windows, rows_until, split_by_time
 from liquidnets.data.xor import event_xor
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "load_series",
     "Scaler",
     "split_by_time",
+    "rows_until",
     "Windows",
     "make_windows",
     "infer_season",

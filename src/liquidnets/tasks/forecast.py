@@ -31,12 +31,14 @@ from liquidnets.data import (
     split_by_time,
 )
 from liquidnets.data import covariates as _cov
+from liquidnets.data.windows import until_json
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks._common import align_columns, load_like, run_net
 from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
+from liquidnets.train.fit import auto_batch_size
 
 TASK = "forecast"
 BASES = ("auto", "last", "season", "mixed")
@@ -216,6 +218,7 @@ class Forecaster:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        train_until=None,
         run_dir: str | Path | None = None,
         hist_exog_list=None,
         futr_exog_list=None,
@@ -224,9 +227,11 @@ class Forecaster:
     ) -> Forecaster:
         """Fit on the training part of `data` (a path, a DataFrame or a `SeriesSet`), with early
         stopping on the validation part; the last `test` fraction of every series is left for
-        `backtest`. The scaler is fitted on the training rows only, and whatever adapts to the
-        data (the season, the lookback, the base) is chosen on the training and validation
-        parts only. Returns `self`.
+        `backtest`. `train_until`: where the training data ends instead (a time, or `"rows:N"`
+        for the first N rows; see `liquidnets.data.rows_until`): validation is the last `val`
+        of the rows up to it, and everything after it is the test part. The scaler is fitted
+        on the training rows only, and whatever adapts to the data (the season, the lookback,
+        the base) is chosen on the training and validation parts only. Returns `self`.
 
         Covariates, named as in neuralforecast (see `liquidnets.data.covariates`):
         `hist_exog_list` (or `features`): past covariates, inputs known up to the present
@@ -271,13 +276,14 @@ class Forecaster:
             "futr_exog": futr,
             "stat_exog": stat,
             "calendar": names,
+            "train_until": until_json(train_until),
         }
         if (futr or names) and self.lookback is not None and self.lookback <= self.horizon:
             raise ValueError(
                 f"future covariates need lookback > horizon ({self.horizon}) to reach the "
                 f"present and every forecast step; got lookback {self.lookback}"
             )
-        parts = split_by_time(series, val=val, test=test)
+        parts = self._parts(series)
         train_rows = [len(range(*p.indices(len(v)))) for v, p in zip(series.values, parts["train"])]
         if self.season == "auto":
             self.season = infer_season(series, min(train_rows) if train_rows else 0)
@@ -308,6 +314,8 @@ class Forecaster:
             return self
         train = self._arrays(series, parts["train"], self.stride)
         valid = self._arrays(series, parts["val"], 1)
+        if self.train_config.batch_size is None:
+            self.train_config.batch_size = auto_batch_size(len(train[0]))
         self.history = _fit(self.net, train, valid, self.train_config, run_dir=run_dir)
         if self.shrink:
             self.history["shrink"] = self._shrink(valid)
@@ -435,7 +443,7 @@ class Forecaster:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when a season is set or inferred) and R²."""
         series = self._series(data)
-        parts = split_by_time(series, val=self.spec["val"], test=self.spec["test"])
+        parts = self._parts(series)
         w = make_windows(
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler
         )
@@ -456,6 +464,13 @@ class Forecaster:
             "predicted": predicted,
             "series": w.series,
         }
+
+    def _parts(self, series: SeriesSet) -> dict:
+        """The split the model was fitted with (models saved before `train_until`: none)."""
+        spec = self.spec
+        return split_by_time(
+            series, val=spec["val"], test=spec["test"], until=spec.get("train_until")
+        )
 
     def _period(self) -> int:
         return self.season if isinstance(self.season, int) else 1

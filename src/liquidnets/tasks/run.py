@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from liquidnets.data import load_series
+from liquidnets.data.windows import until_json
 from liquidnets.io.atomic import new_file, new_folder
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
@@ -30,10 +31,11 @@ from liquidnets.tasks.anomaly import AnomalyDetector
 from liquidnets.tasks.classify import Classifier
 from liquidnets.tasks.forecast import Forecaster
 
+EVENTS = ["event_recall", "event_precision", "event_f1"]
 COLUMNS = {
     "forecast": ["mae", "rmse", "smape", "mase", "r2"],
     "classify": ["accuracy", "macro_f1", "auroc"],
-    "anomaly": ["precision", "recall", "f1", "flagged_share"],
+    "anomaly": ["precision", "recall", "f1", *EVENTS, "top1", "flagged_share"],
 }
 DEFAULTS = {
     "task": "forecast",
@@ -59,6 +61,8 @@ DEFAULTS = {
     "time_unit": None,
     "val": 0.15,
     "test": 0.15,
+    "train_until": None,  # forecast, anomaly: a time or "rows:N" instead of val/test fractions
+    "tolerance": 10,  # anomaly: readings a flag may lie off a labelled event (event metrics)
     "baselines": True,
     "encoding": "utf-8",
 }
@@ -102,7 +106,10 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
         train: `TrainConfig` fields (max_epochs, lr, patience, seed, devices, ...).
         **options: the keys of `DEFAULTS`: `task` (`forecast`, `classify`, `anomaly`),
             `target` (forecast, anomaly: a column or a list), `label` (classify: the class
-            column; anomaly: known anomalies, optional), `model`, `lookback`, `horizon`, ...
+            column; anomaly: known anomalies, optional), `model`, `lookback`, `horizon`,
+            `train_until` (forecast, anomaly: a time, or `"rows:N"`, up to which the rows
+            train and validate; everything after it is the test part), `tolerance`
+            (anomaly: the event metrics' tolerance in readings), ...
 
     Returns:
         The metrics: `{"rows": [{"model": name, metric: value, ...}], "table": str}`.
@@ -111,6 +118,7 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     if unknown:
         raise TypeError(f"unknown options: {', '.join(sorted(unknown))}")
     settings = {**DEFAULTS, **options, "train": dict(train or {})}
+    settings["train_until"] = until_json(settings["train_until"])  # as config.json keeps it
     task = settings["task"]
     if task not in COLUMNS:
         raise RunError(f"unknown task '{task}'; choose forecast, classify or anomaly")
@@ -118,6 +126,14 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
         raise RunError("--task classify needs --label (the column of classes)")
     if task != "classify" and not settings["target"]:
         raise RunError(f"--task {task} needs --target (the column(s) to model)")
+    if task == "classify" and settings["train_until"] is not None:
+        raise RunError(
+            "--train-until splits the rows of forecast and anomaly runs; classify splits with "
+            "--val and --test"
+        )
+    tolerance = settings["tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise RunError(f"--tolerance must be a whole number of readings >= 0; got {tolerance!r}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
@@ -150,6 +166,7 @@ def _fit(model, series, settings: dict, run_dir=None):
     split = {"val": settings["val"], "test": settings["test"], "missing": settings["missing"]}
     if settings["task"] == "classify":
         return model.fit(series, label=settings["label"], run_dir=run_dir, **split)
+    split["train_until"] = settings["train_until"]
     if settings["task"] == "anomaly":
         return model.fit(
             series, targets=series.targets, label=settings["label"], run_dir=run_dir, **split
@@ -186,12 +203,14 @@ def _train_into(folder: Path, series, settings: dict) -> dict:
 
 def _evaluate(folder: Path, models: dict, series, settings: dict) -> dict:
     rows, outputs = [], {}
+    task = settings["task"]
+    # run folders written before the event metrics: their default tolerance
+    extra = {"tolerance": settings.get("tolerance", 10)} if task == "anomaly" else {}
     for name, model in models.items():
-        bt = model.backtest(series)
+        bt = model.backtest(series, **extra)
         outputs[name] = bt
         count = _models.parameter_count(model.net)
         rows.append({"model": name, "parameters": count, **bt["metrics"]})
-    task = settings["task"]
     columns = ["parameters", *[c for c in COLUMNS[task] if any(c in r for r in rows)]]
     table = _metrics.format_table(rows, columns, title="Test period")
     result = {"rows": rows, "table": table}

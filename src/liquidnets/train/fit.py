@@ -29,9 +29,8 @@ class TrainConfig:
 
     Args:
         max_epochs: upper bound on epochs; early stopping usually ends sooner.
-        batch_size: windows per batch; None (default): `auto_batch_size` of the training
-            windows (16 for fewer than 1,024, up to 64), so that a short series still gets
-            enough optimiser steps per epoch.
+        batch_size: windows per batch; None (default): the task's choice (forecasts:
+            `auto_batch_size` of the training windows; otherwise 64).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation loss before stopping.
@@ -227,7 +226,7 @@ def fit(
         )
         module = _module_class()(net, config)
         classify = config.loss == "cross_entropy"
-        batch = config.batch_size or auto_batch_size(len(train[0]))
+        batch = config.batch_size or 64
         trainer.fit(
             module,
             _loader(train, batch, True, classify),
