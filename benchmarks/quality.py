@@ -1,8 +1,9 @@
-"""Forecast quality: the model `liquidnets train` picks by default against the peers a user
-would try, on the same test periods, in one run.
+"""Model quality: what `liquidnets train` picks by default against the peers a user would
+try, on the same test periods, in one run: forecasting (here), classification
+(`quality_classify.py`) and anomaly detection (`quality_anomaly.py`).
 
-    .venv/bin/python benchmarks/quality.py            # every series, about 10-20 minutes
-    .venv/bin/python benchmarks/quality.py --series co2,airline --quick
+    .venv/bin/python benchmarks/quality.py --threads 1          # every suite
+    .venv/bin/python benchmarks/quality.py --suite forecast --series co2,airline --quick
 
 For each series, `liquidnets.tasks.run.train_run` trains what `liquidnets train` trains with
 only the options a user gives (data, time, target, id, horizon): the default liquid model and
@@ -49,6 +50,7 @@ columns are left out with a note.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -302,13 +304,32 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SUITES = ("forecast", "classify", "anomaly")
+
+
+def _suite_module(name: str):
+    """benchmarks/quality_<name>.py, imported from beside this file."""
+    import importlib
+
+    here = str(Path(__file__).resolve().parent)
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    return importlib.import_module(f"quality_{name}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--series", help="comma-separated names (default: all)")
+    parser.add_argument(
+        "--suite", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)}"
+    )
+    parser.add_argument("--series", help="forecast: comma-separated names (default: all)")
     parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
     args = parser.parse_args(argv)
+    suites = args.suite.split(",")
+    if not set(suites) <= set(SUITES):
+        parser.error(f"unknown suite in {suites}; choose from {', '.join(SUITES)}")
     specs = series_specs()
     names = args.series.split(",") if args.series else list(specs)
     unknown = [n for n in names if n not in specs]
@@ -316,9 +337,41 @@ def main(argv=None) -> int:
         parser.error(f"unknown series {unknown}; choose from {', '.join(specs)}")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
+    report = {
+        "command": "benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "threads": args.threads,
+        "quick": args.quick,
+    }
+    if "forecast" in suites:
+        report["forecast"] = forecast_suite(names, args.quick, args.threads)
+    for suite in ("classify", "anomaly"):
+        if suite in suites:
+            module = _suite_module(suite)
+            result = module.run(quick=args.quick, threads=args.threads)
+            print(f"\n{suite}: test parts\n")
+            print(module.table(result))
+            print(f"\n{result['seconds']:.0f} s")
+            report[suite] = json.loads(json.dumps(result, default=_jsonable))
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    print(f"\n{report['seconds']:.0f} s in all")
+    from liquidnets.io.atomic import write_json
+
+    write_json(Path(args.json), report)
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def forecast_suite(names: list[str], quick: bool, threads: int) -> dict:
+    """Every forecasting series of `names`, printed as it goes, then the table and verdicts."""
+    t0 = time.perf_counter()
     results = []
     for name in names:
-        r = run_series(name, args.quick, args.threads)
+        r = run_series(name, quick, threads)
         print(f"{name}: {r['mae']} ({r['run_seconds']} s)", flush=True)
         results.append(r)
     summary = summarise(results)
@@ -331,20 +384,9 @@ def main(argv=None) -> int:
         f"\nshare within 1.02x of LSTM/GRU {summary['share_within_1.02_of_rnn']:.2f}, "
         f"geomean ours/RNN {summary['geomean_ratio_rnn']:.3f}, "
         f"geomean ours/statsforecast {summary['geomean_ratio_stat']:.3f}; "
-        f"{time.perf_counter() - t0:.0f} s in all"
+        f"{time.perf_counter() - t0:.0f} s"
     )
-    from liquidnets.io.atomic import write_json
-
-    report = {
-        "command": "benchmarks/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "threads": args.threads,
-        "quick": args.quick,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "series": results,
-        "summary": summary,
-    }
-    write_json(Path(args.json), report)
-    return 0
+    return {"seconds": round(time.perf_counter() - t0, 1), "series": results, "summary": summary}
 
 
 if __name__ == "__main__":

@@ -91,6 +91,7 @@ def test_workflow_commands_run(tmp_path, monkeypatch):
         ["liquidnets", "predict"],
         ["liquidnets", "train"],
         ["liquidnets", "train"],
+        ["liquidnets", "train"],
     ]
     for command in local:
         result = CliRunner().invoke(build_cli(), command[1:])
@@ -102,6 +103,8 @@ def test_workflow_commands_run(tmp_path, monkeypatch):
     anomalies = tmp_path / "runs" / "co2-anomalies"
     assert (anomalies / "plots" / "anomalies.png").is_file()
     assert json.loads((anomalies / "config.json").read_text())["task"] == "anomaly"
+    water = json.loads((tmp_path / "runs" / "water-anomalies" / "config.json").read_text())
+    assert water["train_until"] == "2022-04-18"
 
 
 def test_multi_gpu_commands_use_real_options():

@@ -183,11 +183,12 @@ def drifting(n=700, at=350, gain=2.5, seed=3):
 
 @pytest.fixture(scope="module")
 def trained():
-    # the adaptation is measured on a model without the linear map of the window: that map
-    # follows an amplitude jump by itself, so the head has little left to correct
+    # the adaptation is measured on a model without the linear map of the window (that map
+    # follows an amplitude jump by itself, so the head has little left to correct), trained
+    # in batches of 64 as when the test was calibrated
     m = Forecaster(
         "cfc", lookback=16, horizon=1, units=16, linear=False, base="last",
-        train={**FAST, "max_epochs": 25},
+        train={**FAST, "max_epochs": 25, "batch_size": 64},
     )  # fmt: skip
     return m.fit(wave(1200, seed=5), targets="temp", time="t")
 

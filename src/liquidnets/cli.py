@@ -170,6 +170,14 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--label", help="classify: the class column; anomaly: known anomalies (1/0).")
     @click.option("--time", help="Time column (timestamps or numbers); default: row order.")
     @click.option("--features", help="Input columns, comma-separated; default: all numeric.")
+    @click.option(
+        "--future", help="forecast: columns known ahead over the horizon (comma-separated)."
+    )
+    @click.option("--static", help="forecast: columns constant within each --id series.")
+    @click.option(
+        "--calendar/--no-calendar", default=False, show_default=True,
+        help="forecast: calendar features (hour, weekday, month) of the forecast steps.",
+    )  # fmt: skip
     @click.option("--id", "id_", help="Series id column (several series in one file).")
     @click.option(
         "--task", type=click.Choice(["forecast", "classify", "anomaly"]), default="forecast",
@@ -218,6 +226,15 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--val", default=0.15, show_default=True, help="Validation fraction (by time).")
     @click.option("--test", default=0.15, show_default=True, help="Test fraction (by time).")
     @click.option(
+        "--train-until", metavar="TIME|rows:N",
+        help="forecast, anomaly: train (and validate) on the rows up to this time, or on the "
+        "first N rows; test on everything after it, instead of --test.",
+    )  # fmt: skip
+    @click.option(
+        "--tolerance", default=10, show_default=True,
+        help="anomaly: readings a flag may lie before or after a labelled event and still find it.",
+    )  # fmt: skip
+    @click.option(
         "--split-column", metavar="COL",
         help="A column saying train, val or test per row (per series with --per series), "
         "instead of --val/--test; without val rows, validation is carved from train.",
@@ -232,8 +249,9 @@ def _workflow_commands(cli, click) -> None:
         "--max-epochs", type=int, help="Upper bound on epochs; default 100 (--per series: 200)."
     )
     @click.option(
-        "--batch-size", type=int, help="Windows per batch; default 64 (--per series: 16 series)."
-    )
+        "--batch-size", type=int, default=None,
+        help="Windows per batch; default: 16-64 by size (--per series: 16 series).",
+    )  # fmt: skip
     @click.option("--lr", default=3e-3, show_default=True, help="Learning rate (AdamW).")
     @click.option(
         "--patience", type=int,
@@ -262,7 +280,9 @@ def _workflow_commands(cli, click) -> None:
     @click.option("--out", required=True, help="The run folder to create.")
     @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
     @as_json
-    def train(data, target, out, overwrite, as_json, id_, features, time_unit, **options):
+    def train(
+        data, target, out, overwrite, as_json, id_, features, future, static, time_unit, **options
+    ):
         """Train a liquid network and its baselines on a file of readings; evaluate them on
         the same test period and write the run folder (config, metrics, models, logs, plots).
 
@@ -283,7 +303,8 @@ def _workflow_commands(cli, click) -> None:
         with guard():
             result = train_run(
                 data, out, target=_split(target), overwrite=overwrite, train=train_opts,
-                id=id_, features=_split(features), time_unit=unit, **options,
+                id=id_, features=_split(features), future=_split(future),
+                static=_split(static), time_unit=unit, **options,
             )  # fmt: skip
         _print_result(click, result, as_json, out)
 
@@ -311,14 +332,18 @@ def _workflow_commands(cli, click) -> None:
     @config
     @data
     @click.option("--out", required=True, help="CSV file to write the forecasts to.")
+    @click.option(
+        "--future-data", type=click.Path(dir_okay=False),
+        help="forecast: a file of the --future columns over the horizon after the end.",
+    )  # fmt: skip
     @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-    def predict(run_dir, data, out, overwrite):
+    def predict(run_dir, data, out, overwrite, future_data):
         """Apply a run's model to a file and write CSV: the forecasts after the end of the
         data, the classes with their probabilities, or the anomaly scores and flags."""
         from liquidnets.tasks.run import predict_run
 
         with guard():
-            path = predict_run(run_dir, data, out, overwrite=overwrite)
+            path = predict_run(run_dir, data, out, overwrite=overwrite, future=future_data)
         click.echo(f"wrote {path}")
 
     @cli.command(

@@ -26,13 +26,14 @@ Example:
 """
 
 from liquidnets.data.errors import DataError
-from liquidnets.data.season import auto_lookback, infer_season
+from liquidnets.data.season import auto_lookback, infer_season, season_room
 from liquidnets.data.table import MISSING_POLICIES, SPLITS, SeriesSet, load_series, read_table
 from liquidnets.data.windows import (
     Scaler,
     Windows,
     make_windows,
     pad_series,
+    rows_until,
     split_by_column,
     split_by_series,
     split_by_time,
@@ -48,6 +49,7 @@ __all__ = [
     "load_series",
     "Scaler",
     "split_by_time",
+    "rows_until",
     "split_by_column",
     "split_by_series",
     "Windows",
@@ -55,5 +57,6 @@ __all__ = [
     "pad_series",
     "infer_season",
     "auto_lookback",
+    "season_room",
     "event_xor",
 ]

@@ -91,3 +91,13 @@ def auto_lookback(season: int | None, horizon: int, train_rows: Sequence[int]) -
     room = max(1, min(room, int(np.median(train_rows)) - horizon if len(train_rows) else room))
     wanted = [max(32, 2 * season), 2 * season, season, 32] if season else [32]
     return next((w for w in wanted if w <= room), room)
+
+
+def season_room(horizon: int, train_rows: Sequence[int]) -> int:
+    """The longest window a seasonal base may widen the default to on a short series: one
+    that, with the horizon, still leaves a quarter of the median training part as window
+    starts (`auto_lookback` asks for three quarters)."""
+    if not len(train_rows):
+        return 0
+    rows = int(np.median(train_rows))
+    return max(0, (3 * rows) // 4 - horizon + 1)

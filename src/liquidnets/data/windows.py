@@ -22,6 +22,7 @@ __all__ = [
     "Windows",
     "make_windows",
     "pad_series",
+    "rows_until",
     "split_by_column",
     "split_by_series",
     "split_by_time",
@@ -134,15 +135,20 @@ def _part_size(n: int, fraction: float) -> int:
 
 
 def split_by_time(
-    series: SeriesSet, val: float = 0.15, test: float = 0.15
+    series: SeriesSet, val: float = 0.15, test: float = 0.15, *, until: Any = None
 ) -> dict[str, list[slice]]:
     """Split every series in time: the first `1 - val - test` of its rows train, then
-    validation, then test.
+    validation, then test; or, with `until`, everything up to it for training and validation
+    and everything after it for testing.
 
     Args:
         series: the validated series.
-        val: the fraction of each series for validation (0 for none).
-        test: the fraction of each series for testing (0 for none).
+        val: the fraction of each series for validation (0 for none); with `until`, the
+            fraction of the rows up to it, carved from their end.
+        test: the fraction of each series for testing (0 for none); not used with `until`.
+        until: where the training data ends (see `rows_until`): a time of the time column
+            (its rows at or before it train), or `"rows:N"` (the first N rows of every series
+            train); None (default) for the fractions.
 
     Returns:
         `{"train": [slice per series], "val": [...], "test": [...]}`.
@@ -168,10 +174,14 @@ def split_by_time(
         ... )
         >>> split_by_time(s, val=0.2, test=0.2)
         {'train': [slice(0, 6, None)], 'val': [slice(6, 8, None)], 'test': [slice(8, 10, None)]}
+        >>> split_by_time(s, val=0.25, until="rows:4")
+        {'train': [slice(0, 3, None)], 'val': [slice(3, 4, None)], 'test': [slice(4, 10, None)]}
     """
     for name, fraction in (("val", val), ("test", test)):
         if not 0 <= fraction < 1:
             raise DataError(f"split_by_time: {name} must be in [0, 1); got {fraction}")
+    if until is not None:
+        return _split_until(series, val, until)
     if val + test >= 1:
         raise DataError(f"split_by_time: val + test must be below 1; got {val} + {test}")
     parts: dict[str, list[slice]] = {"train": [], "val": [], "test": []}
@@ -193,6 +203,139 @@ def split_by_time(
         parts["train"].append(slice(0, n_train))
         parts["val"].append(slice(n_train, n_train + n_val))
         parts["test"].append(slice(n_train + n_val, n))
+    return parts
+
+
+ROWS_PREFIX = "rows:"
+
+
+def rows_until(series: SeriesSet, until: Any) -> list[int]:
+    """Per series, how many of its first rows lie at or before `until`.
+
+    `until` is either `"rows:N"` (the first N rows of every series, N >= 1; for a file of one
+    series its data rows 0 .. N-1), or a time read like the time column: a timestamp (a string
+    such as `"2024-03-01 12:00"`, a `datetime` or `numpy.datetime64`; without a time zone it is
+    UTC, as the column's are) or a number for a numeric time column. A bare value needs a time
+    column: without one, `rows:N` is the only form, so that a number never means a time for
+    one file and a row count for another.
+
+    Raises:
+        DataError: a value that cannot be read, a bare value without a time column, or one
+            that leaves no rows at or before it, or none after it, in every series.
+
+    Example:
+        >>> import numpy as np
+        >>> s = SeriesSet(
+        ...     ["x"],
+        ...     ["x"],
+        ...     [""],
+        ...     [np.zeros((5, 1), np.float32)],
+        ...     [np.array([0.0, 10.0, 20.0, 30.0, 40.0])],
+        ...     [np.ones(5, np.float32)],
+        ...     [np.arange(5)],
+        ...     "t",
+        ...     None,
+        ...     10.0,
+        ...     None,
+        ...     "f",
+        ... )
+        >>> rows_until(s, 25), rows_until(s, "30"), rows_until(s, "rows:2")
+        ([3], [4], [2])
+    """
+    shown = str(until)
+    head = f"{series.source}: --train-until {shown}"
+    if isinstance(until, str) and until.strip().lower().startswith(ROWS_PREFIX):
+        count = until.strip()[len(ROWS_PREFIX) :].strip()
+        if not count.isdigit() or int(count) < 1:
+            raise DataError(f"{head}: rows:N needs a whole number of rows N >= 1; got {count!r}")
+        cuts = [min(int(count), len(v)) for v in series.values]
+    else:
+        if series.time_column is None:
+            raise DataError(
+                f"{head}: the data has no time column (--time), so give the number of "
+                f"training rows as rows:N (e.g. rows:{shown.strip()})"
+            )
+        cut = _as_time(until, series, head)
+        cuts = [int(np.searchsorted(t, cut, side="right")) for t in series.times]
+    by_rows = series.time_column is None or shown.strip().lower().startswith(ROWS_PREFIX)
+    if not any(cuts):  # only a time can come before every row
+        first = _show_time(min(t[0] for t in series.times))
+        raise DataError(f"{head}: no rows at or before it to train on (the data starts at {first})")
+    if all(c == len(v) for c, v in zip(cuts, series.values)):
+        if by_rows:
+            where = f"the longest series has {max(len(v) for v in series.values)} rows"
+        else:
+            where = f"the data ends at {_show_time(max(t[-1] for t in series.times))}"
+        raise DataError(f"{head}: no rows after it to score ({where})")
+    return cuts
+
+
+def until_json(until: Any) -> Any:
+    """`until` in a form JSON keeps and `rows_until` reads back: strings and numbers as they
+    are, timestamps as ISO strings."""
+    if until is None or isinstance(until, str):
+        return until
+    if isinstance(until, (int, float, np.integer, np.floating)) and not isinstance(until, bool):
+        return until.item() if isinstance(until, np.generic) else until
+    import pandas as pd
+
+    return pd.Timestamp(until).isoformat()
+
+
+def _as_time(until: Any, series: SeriesSet, head: str) -> Any:
+    """`until` as a value comparable with the series' times (float64 or datetime64[ns])."""
+    col = series.time_column
+    numeric = series.times[0].dtype.kind == "f"
+    if isinstance(until, bool):
+        raise DataError(f"{head}: expected a time of column {col!r}; got a bool")
+    if numeric:
+        try:
+            value = float(until)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise DataError(f"{head}: time column {col!r} holds numbers; got {until!r}")
+        return value
+    import pandas as pd
+
+    try:
+        if isinstance(until, (int, float, np.number)):
+            raise ValueError
+        stamp = pd.Timestamp(until)
+        if stamp is pd.NaT:
+            raise ValueError
+        if stamp.tzinfo is not None:  # the column's times are naive UTC
+            stamp = stamp.tz_convert("UTC").tz_localize(None)
+        return np.datetime64(stamp.as_unit("ns"))
+    except (TypeError, ValueError, OverflowError):  # OutOfBoundsDatetime is a ValueError
+        hint = f" (for the first {until} rows: rows:{until})" if str(until).isdigit() else ""
+        raise DataError(
+            f"{head}: time column {col!r} holds timestamps; cannot read {until!r} as one{hint}"
+        ) from None
+
+
+def _show_time(t: Any) -> Any:
+    if isinstance(t, np.datetime64):
+        import pandas as pd
+
+        return str(pd.Timestamp(t))
+    return float(t) if not float(t).is_integer() else int(t)
+
+
+def _split_until(series: SeriesSet, val: float, until: Any) -> dict[str, list[slice]]:
+    cuts = rows_until(series, until)
+    parts: dict[str, list[slice]] = {"train": [], "val": [], "test": []}
+    for i, (values, cut) in enumerate(zip(series.values, cuts)):
+        n_val = _part_size(cut, val) if cut else 0
+        if cut and cut - n_val < 1:
+            raise DataError(
+                f"{series.source}: --train-until {until}: {_series_name(series, i)} has {cut} "
+                f"row{'s' * (cut != 1)} at or before it: too few for training and validation "
+                "parts of at least one row (needs 2)"
+            )
+        parts["train"].append(slice(0, cut - n_val))
+        parts["val"].append(slice(cut - n_val, cut))
+        parts["test"].append(slice(cut, len(values)))
     return parts
 
 

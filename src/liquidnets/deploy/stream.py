@@ -165,6 +165,12 @@ class StreamPredictor:
     def __init__(self, model: Forecaster, adapt="off", **adapt_fields):
         if model.net is None:
             raise ValueError("the forecaster is not fitted")
+        ahead = [*model.spec.get("futr_exog", []), *model.spec.get("calendar", [])]
+        if ahead:
+            raise ValueError(
+                f"the model reads future covariates ({', '.join(ahead)}), which a stream of "
+                "readings does not carry; train without --future and --calendar to stream"
+            )
         self.model = model = copy.deepcopy(model)  # online updates never touch the caller's
         self.config = _adapt.AdaptConfig.parse(adapt, **adapt_fields)
         self.stepper = _Stepper(model.net)

@@ -24,10 +24,11 @@ def load_like(data, spec: dict, *, split: bool = True) -> SeriesSet:
 
 def split_rows(series: SeriesSet, spec: dict) -> dict[str, list[slice]]:
     """Every series' rows split as the model was fitted (`spec`): by its split column when it
-    was given one (`split_by_column`), else by time (`split_by_time`)."""
+    was given one (`split_by_column`), else by time (`split_by_time`, up to `train_until`
+    when it was given one). Models saved before either option have neither."""
     if spec.get("split_column"):
         return split_by_column(series, val=spec["val"])
-    return split_by_time(series, val=spec["val"], test=spec["test"])
+    return split_by_time(series, val=spec["val"], test=spec["test"], until=spec.get("train_until"))
 
 
 def align_columns(series: SeriesSet, trained: list[str]) -> None:

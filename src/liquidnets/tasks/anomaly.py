@@ -27,7 +27,7 @@ import numpy as np
 from liquidnets.data import SeriesSet, make_windows
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
-from liquidnets.tasks._common import load_like, split_rows
+from liquidnets.tasks._common import load_like
 from liquidnets.tasks.forecast import Forecaster
 from liquidnets.train import TrainConfig
 
@@ -118,14 +118,18 @@ class AnomalyDetector:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        train_until=None,
         split_column: str | None = None,
         run_dir: str | Path | None = None,
     ) -> AnomalyDetector:
         """Fit the forecaster on the training part, then the residual scale and the threshold
         on the validation part. `label`: an optional column of known anomalies (1/0,
-        true/false, yes/no); it is never an input. `split_column`: a column saying `train`,
-        `val` or `test` per row instead of the fractions (see `Forecaster.fit`). Returns
-        `self`."""
+        true/false, yes/no); it is never an input. `train_until`: where the normal training
+        data ends (a time of the time column, or `"rows:N"` for the first N rows; see
+        `liquidnets.data.rows_until`): validation is the last `val` of the rows up to it, and
+        every reading after it is the test part that `backtest` scores (by default the last
+        `test` of the rows). `split_column`: a column saying `train`, `val` or `test` per row
+        instead (see `Forecaster.fit`). Returns `self`."""
         series = load_like(
             data,
             {
@@ -136,10 +140,10 @@ class AnomalyDetector:
         )  # fmt: skip
         self.forecaster.fit(
             series, targets=targets, missing=missing, val=val, test=test,
-            split_column=split_column, run_dir=run_dir,
+            train_until=train_until, split_column=split_column, run_dir=run_dir,
         )  # fmt: skip
         self.forecaster.spec["label"] = label
-        parts = split_rows(series, self.forecaster.spec)
+        parts = self.forecaster._parts(series)
         valid = self._scores(series, parts["val"])
         spread = np.sqrt(np.mean(valid["residual"] ** 2, axis=0))
         self.scale = np.where(spread > 0, spread, 1.0)
@@ -172,18 +176,31 @@ class AnomalyDetector:
 
     predict = score
 
-    def backtest(self, data=None, *, part: str = "test") -> dict:
-        """Scores on the `test` (or `val`) part. Returns `{"metrics": {...}, "scores",
-        "flagged", "truth" (or None), "times", "threshold"}`: precision, recall and F1 when
-        the data has anomaly labels, and always the share of readings flagged."""
+    def backtest(
+        self, data=None, *, part: str = "test", tolerance: int = 10, margin: int = 100
+    ) -> dict:
+        """Scores on the `test` (or `val`) part: every reading after `train_until` when the
+        detector was fitted with it, else the last `test` of the rows.
+
+        Returns `{"metrics": {...}, "scores", "flagged", "truth" (or None), "times",
+        "threshold", "series"}`. The metrics: always the share of readings flagged; with
+        anomaly labels, point-wise precision, recall and F1, the event-level ones of
+        `metrics.event_metrics` (a labelled run of readings is found when a flag lies within
+        `tolerance` readings of it), and the UCR archive's `top1` (`metrics.top1_score`: is
+        the highest score within `margin` readings of a labelled anomaly?)."""
         series = self._series(data)
-        parts = split_rows(series, self.forecaster.spec)
-        s = self._scores(series, parts[part])
+        s = self._scores(series, self.forecaster._parts(series)[part])
         flagged = s["score"] > self.threshold
         metrics = {"flagged_share": float(flagged.mean()) if len(flagged) else float("nan")}
         truth = s.get("truth")
         if truth is not None:
             metrics.update(_metrics.detection_metrics(truth, flagged))
+            metrics.update(
+                _metrics.event_metrics(truth, flagged, tolerance=tolerance, series=s["series"])
+            )
+            metrics["top1"] = _metrics.top1_score(
+                truth, s["score"], margin=margin, series=s["series"]
+            )
         return {
             "metrics": metrics, "scores": s["score"], "flagged": flagged, "truth": truth,
             "times": s["times"], "threshold": self.threshold, "series": s["series"],

@@ -156,7 +156,8 @@ class Classifier:
         if isinstance(train, TrainConfig):
             config = train
         else:
-            config = TrainConfig(**{**(SERIES_TRAIN if whole else {}), **(train or {})})
+            given = {k: v for k, v in (train or {}).items() if v is not None}  # None: unset
+            config = TrainConfig(**{**(SERIES_TRAIN if whole else {}), **given})
         config.loss = "cross_entropy"
         self.train_config = config
         self.net: nn.Module | None = None

@@ -27,16 +27,37 @@ from liquidnets.data import (
     infer_season,
     load_series,
     make_windows,
+    season_room,
 )
+from liquidnets.data import covariates as _cov
+from liquidnets.data.windows import until_json
 from liquidnets.io import load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks._common import align_columns, load_like, run_net, split_rows
 from liquidnets.train import TrainConfig
 from liquidnets.train import fit as _fit
+from liquidnets.train.fit import auto_batch_size
 
 TASK = "forecast"
 BASES = ("auto", "last", "season", "mixed")
+
+
+def _names(value) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _trimmed_errors(error: torch.Tensor, keep: float = 0.9) -> torch.Tensor:
+    """Per window of `error (windows, outputs)`, the mean absolute error; the `keep` share
+    of windows with the smallest. A fault or a stop in the validation part (a maintenance
+    stop in a flow meter's record, say) makes a few windows' errors huge, and the plain mean
+    would then choose for those windows rather than for every normal day; the median, on the
+    other hand, ignores the large moves a forecaster is there to catch."""
+    per_window = error.abs().mean(dim=1)
+    k = max(1, int(len(per_window) * keep))
+    return per_window.sort().values[:k]
 
 
 def _base_name(seasonal: list[bool]) -> str:
@@ -47,13 +68,14 @@ class Forecaster:
     """A forecasting model over sliding windows, in the conventions of darts and
     neuralforecast: `fit`, `predict`, `backtest`, `save`, `load`.
 
-    The default recipe, chosen on validation data of public series (see
-    `benchmarks/quality.py`): a CfC of 64 units whose heads read `[x; h]` directly (no
-    backbone), a linear map of the window's target history beside it, both added to a base
-    (the last value, or the value one season back when that forecasts the validation part
-    better), trained with the MAE loss, and after training weighed against that base per
-    horizon step on the validation part. `lstm` and `gru` get the same base, linear map and
-    loss, so a run's table compares the recurrent cells themselves.
+    The default recipe, designed on the public series of `benchmarks/quality.py` (whose
+    table reports it on their test periods: treat those figures as a development set's): a
+    CfC of 64 units whose heads read `[x; h]` directly (no backbone), a linear map of the
+    window's target history beside it, both added to a base (the last value, or the value
+    one season back when that forecasts the validation part better), trained with the MAE
+    loss in batches sized to the data, and after training weighed against that base on the
+    validation part. `lstm` and `gru` get the same base, linear map and loss, so a run's
+    table compares the recurrent cells themselves.
 
     Args:
         model: one of `liquidnets.tasks.models.MODELS`: `cfc`, `ltc`, `cfc-ncp`, `ltc-ncp`,
@@ -76,8 +98,8 @@ class Forecaster:
             `models.FromLastValue`; default True).
         backbone_layers: the CfC's backbone depth (default 0: none; None: ncps's 1 x 128).
         mixed_memory: an LSTM memory beside the liquid cell (default False).
-        shrink: after training, weigh what the model learnt over its base per horizon step,
-            on the validation part (see `_shrink`; default True).
+        shrink: after training, weigh what the model learnt against its base on the
+            validation part (see `_shrink`; default True).
         train: a `TrainConfig`, or keyword arguments of one; the loss defaults to `mae`.
     """
 
@@ -136,12 +158,52 @@ class Forecaster:
         self.history: dict = {}
 
     # -- data --------------------------------------------------------------------------
-    def _series(self, data, split: bool = True) -> SeriesSet:
-        """`data` read as the model was fitted, in the model's column order (`split=False`:
-        without its split column)."""
+    def _series(self, data, future: dict | None = None, split: bool = True) -> SeriesSet:
+        """`data` read as the model was fitted, its future covariates as leads (`future`: their
+        values after each series' end), in the model's column order (`split=False`: without
+        its split column)."""
         series = load_like(data, self.spec, split=split)
+        if not any(c.endswith(_cov.AHEAD) for c in series.columns):
+            futr, names = self.spec.get("futr_exog", []), self.spec.get("calendar", [])
+            _cov.check_static(series, self.spec.get("stat_exog", []))
+            series = _cov.with_future(series, futr, names, self.horizon, future=future)
         align_columns(series, self.spec["columns"])
         return series
+
+    def _future(self, futr_df, series: SeriesSet) -> dict | None:
+        """`futr_df` (a DataFrame or a path) as `{series id: (horizon, n_futr) values}`."""
+        futr = self.spec.get("futr_exog", [])
+        if not futr:
+            return None
+        if futr_df is None:
+            raise ValueError(
+                f"the model reads future covariates {futr}: pass futr_df (--future-data) with "
+                f"their values over the {self.horizon} steps after the end of each series"
+            )
+        from liquidnets.data import read_table
+
+        frame = futr_df if not isinstance(futr_df, (str, Path)) else read_table(futr_df)
+        name = str(futr_df) if isinstance(futr_df, (str, Path)) else "futr_df"
+        missing = [c for c in futr if c not in frame.columns]
+        if missing:
+            raise DataError(f"{name}: no column {missing[0]!r} (the future covariates: {futr})")
+        key = self.spec["id"]
+        if key is not None and key not in frame.columns:
+            raise DataError(f"{name}: no id column {key!r}")
+        out = {}
+        for sid in series.ids:
+            rows = frame if key is None else frame[frame[key].astype(str) == sid]
+            if len(rows) < self.horizon:
+                where = f" for series {sid!r}" if key is not None else ""
+                raise DataError(
+                    f"{name}: {len(rows)} rows{where}; the forecast needs the {self.horizon} "
+                    f"steps after the end"
+                )
+            values = rows[futr].head(self.horizon).to_numpy(np.float64)
+            if not np.isfinite(values).all():
+                raise DataError(f"{name}: the future covariates {futr} must all be numbers")
+            out[sid] = values
+        return out
 
     # -- fitting -----------------------------------------------------------------------
     def fit(
@@ -156,25 +218,59 @@ class Forecaster:
         time_unit=None,
         val: float = 0.15,
         test: float = 0.15,
+        train_until=None,
         split_column: str | None = None,
         run_dir: str | Path | None = None,
+        hist_exog_list=None,
+        futr_exog_list=None,
+        stat_exog_list=None,
+        calendar: bool = False,
     ) -> Forecaster:
         """Fit on the training part of `data` (a path, a DataFrame or a `SeriesSet`), with early
         stopping on the validation part; the last `test` fraction of every series is left for
-        `backtest`. The scaler is fitted on the training rows only, and whatever adapts to the
-        data (the season, the lookback, the base) is chosen on the training and validation
-        parts only. `split_column`: a column saying `train`, `val` or `test` per row, in that
-        order in time in every series, instead of the fractions (see
-        `liquidnets.data.split_by_column`). Returns `self`."""
+        `backtest`. `train_until`: where the training data ends instead (a time, or `"rows:N"`
+        for the first N rows; see `liquidnets.data.rows_until`): validation is the last `val`
+        of the rows up to it, and everything after it is the test part. The scaler is fitted
+        on the training rows only, and whatever adapts to the data (the season, the lookback,
+        the base) is chosen on the training and validation parts only. `split_column`: a
+        column saying `train`, `val` or `test` per row instead, in that order in time in every
+        series (see `liquidnets.data.split_by_column`). Returns `self`.
+
+        Covariates, named as in neuralforecast (see `liquidnets.data.covariates`):
+        `hist_exog_list` (or `features`): past covariates, inputs known up to the present
+        (None: every numeric column but the targets); `futr_exog_list`: columns known over
+        the horizon, fed as leads, whose values after the end `predict` takes as `futr_df`;
+        `stat_exog_list`: columns constant within each series (`id`), read as inputs;
+        `calendar`: the calendar features of the forecast steps' timestamps (hour, weekday,
+        day of the year or month, by the sampling step) as future covariates."""
+        if train_until is not None and split_column is not None:
+            raise ValueError("give train_until or split_column, not both")
+        futr, stat = _names(futr_exog_list), _names(stat_exog_list)
+        if hist_exog_list is not None:
+            if features is not None and _names(features) != _names(hist_exog_list):
+                raise ValueError("give features or hist_exog_list (the same thing), not both")
+            features = hist_exog_list
+        if features is not None:  # the covariates are input columns too
+            features = list(dict.fromkeys([*_names(features), *futr, *stat]))
         series = data if isinstance(data, SeriesSet) else load_series(
             data, targets=targets, features=features, time=time, id=id, missing=missing,
             time_unit=time_unit, split=split_column,
         )  # fmt: skip
+        _cov.check_static(series, stat)
+        names = []
+        if calendar:
+            steps = [np.median(np.diff(t)) for t in series.times if len(t) > 1]
+            if not steps or any(t.dtype.kind != "M" for t in series.times):
+                raise DataError(
+                    f"{series.source}: calendar features need timestamps in the time column "
+                    f"({series.time_column or 'no --time given'})"
+                )
+            names = _cov.calendar_names(np.median(np.array(steps)))
+        loaded = [c for c in series.columns if c not in series.targets]
+        series = _cov.with_future(series, futr, names, self.horizon)
         self.spec = {
             "targets": list(series.targets),
-            "features": [
-                c for c in series.columns if c not in series.targets and not c.endswith("__missing")
-            ],
+            "features": [c for c in loaded if not c.endswith("__missing")],
             "time": series.time_column,
             "id": series.id_column,
             "missing": missing,
@@ -182,18 +278,39 @@ class Forecaster:
             "columns": list(series.columns),
             "val": val,
             "test": test,
+            "futr_exog": futr,
+            "stat_exog": stat,
+            "calendar": names,
+            "train_until": until_json(train_until),
             "split_column": split_column,
         }
-        parts = split_rows(series, self.spec)
+        if (futr or names) and self.lookback is not None and self.lookback <= self.horizon:
+            raise ValueError(
+                f"future covariates need lookback > horizon ({self.horizon}) to reach the "
+                f"present and every forecast step; got lookback {self.lookback}"
+            )
+        parts = self._parts(series)
         train_rows = [len(range(*p.indices(len(v)))) for v, p in zip(series.values, parts["train"])]
         if self.season == "auto":
             self.season = infer_season(series, min(train_rows) if train_rows else 0)
+        auto = self.lookback is None
         self.lookback = self.lookback or auto_lookback(self.season, self.horizon, train_rows)
+        if futr or names:
+            self.lookback = max(self.lookback, self.horizon + 1)
         self.scaler = Scaler.fit(
             [v[p] for v, p in zip(series.values, parts["train"])], series.columns
         )
         if self.base == "auto":
-            self.seasonal = self._choose_base(series, parts)
+            m = self.season
+            if (
+                auto
+                and isinstance(m, int)
+                and self.lookback < m <= season_room(self.horizon, train_rows)
+            ):  # a short series: one season back is the least window a seasonal base needs
+                seasonal = self._choose_base(series, parts, m)
+                if any(seasonal):
+                    self.lookback = m
+            self.seasonal = self._choose_base(series, parts, self.lookback)
             self.base = _base_name(self.seasonal)
         elif self.seasonal is None:
             self.seasonal = [self.base == "season"] * self.horizon
@@ -203,44 +320,48 @@ class Forecaster:
             return self
         train = self._arrays(series, parts["train"], self.stride)
         valid = self._arrays(series, parts["val"], 1)
+        if self.train_config.batch_size is None:
+            self.train_config.batch_size = auto_batch_size(len(train[0]))
         self.history = _fit(self.net, train, valid, self.train_config, run_dir=run_dir)
         if self.shrink:
             self.history["shrink"] = self._shrink(valid)
         return self
 
-    def _shrink(self, valid) -> list[float]:
-        """Per horizon step, the weight `w` in 0, 0.1, ..., 1 of what the model learnt over its
-        base (`base + w * (linear + net)`) with the lowest MAE on the validation part, folded
-        into the output layers (`FromLastValue.shrink`). A network that does not beat its base
-        on validation data falls back towards the base instead of adding its noise: on a
-        random walk, the naive forecast; on a short seasonal series, the seasonal naive one."""
+    def _shrink(self, valid) -> float:
+        """The weight `w` in 0, 0.1, ..., 1 of what the model learnt over its base, so that
+        it forecasts `base + w * (linear + net)`, folded into the output layers
+        (`FromLastValue.shrink`). Of the weights whose trimmed MAE on the validation part
+        (`_trimmed_errors`) lies within one standard error of the lowest, the largest: a
+        network that does not beat its base on validation data falls back towards it (on a
+        random walk, the naive forecast; on a short seasonal series, the seasonal naive one),
+        while a few validation windows that happen to favour the base do not undo training."""
         x, dt, y = (torch.as_tensor(a) for a in valid)
         net = self.net
         net.eval()
         with torch.no_grad():
             base = net.base_forecast(x)  # (N, H * n)
             learnt = net(x, dt) - base
-        n = y.shape[1] // self.horizon
         grid = torch.linspace(0, 1, 11)
-        weights = torch.ones(y.shape[1])
-        for k in range(self.horizon):
-            cols = slice(k * n, (k + 1) * n)
-            errors = [(base[:, cols] + w * learnt[:, cols] - y[:, cols]).abs().mean() for w in grid]
-            weights[cols] = grid[int(torch.argmin(torch.stack(errors)))]
-        net.shrink(weights)
-        return weights[::n].tolist()
+        kept = [_trimmed_errors(base + w * learnt - y) for w in grid]
+        means = torch.stack([k.mean() for k in kept])
+        best = int(torch.argmin(means))
+        se = kept[best].std() / len(kept[best]) ** 0.5 if len(kept[best]) > 1 else 0.0
+        w = float(grid[max(i for i in range(len(grid)) if means[i] <= means[best] + se)])
+        net.shrink(torch.full((y.shape[1],), w))
+        return w
 
-    def _choose_base(self, series: SeriesSet, parts) -> list[bool]:
+    def _choose_base(self, series: SeriesSet, parts, lookback: int) -> list[bool]:
         """Per horizon step, whether one season back forecasts the validation part better than
-        the last value: a lower median absolute error. The median, not the mean: a fault or a
-        maintenance stop in the validation part would otherwise decide for every normal day."""
+        the last value, in windows of `lookback` rows: a lower median absolute error. The
+        median, not the mean: a fault or a maintenance stop in the validation part would
+        otherwise decide for every normal day."""
         m = self.season
         steps = [False] * self.horizon
-        if not isinstance(m, int) or m < 2 or m > self.lookback:
+        if not isinstance(m, int) or m < 2 or m > lookback:
             return steps
         try:
             w = make_windows(
-                series, self.lookback, self.horizon, 1, parts=parts["val"], scaler=self.scaler
+                series, lookback, self.horizon, 1, parts=parts["val"], scaler=self.scaler
             )
         except DataError:
             return steps
@@ -265,9 +386,11 @@ class Forecaster:
         )  # fmt: skip
         if self.model in _models.NAIVE:
             return net
+        columns = self.spec.get("columns", [])
+        ahead = [j for j, c in enumerate(columns) if c.endswith(_cov.AHEAD)]
         return _models.FromLastValue(
             net, target_index, self.horizon, season=season, lookback=self.lookback,
-            linear=self.linear, seasonal=seasonal,
+            linear=self.linear, seasonal=seasonal, future_index=ahead,
         )  # fmt: skip
 
     def _arrays(self, series: SeriesSet, parts, stride: int):
@@ -286,15 +409,20 @@ class Forecaster:
     def _unscale(self, y: np.ndarray, series: SeriesSet) -> np.ndarray:
         return self.scaler.inverse(y, index=series.target_index)
 
-    def predict(self, data):
+    def predict(self, data, futr_df=None):
         """Forecast the `horizon` steps after the end of every series in `data`.
+
+        `futr_df`: for a model with future covariates (`futr_exog_list`), their values over
+        those steps: a DataFrame or file with the covariate columns (and the id column), the
+        first `horizon` rows of each series in time order.
 
         Returns a DataFrame with columns `id`, `step` (1..horizon), `time` (the forecast time,
         extrapolated with the median step; a row position without a time column) and one
         column per target."""
         import pandas as pd
 
-        series = self._series(data, split=False)
+        loaded = load_like(data, self.spec, split=False)
+        series = self._series(loaded, future=self._future(futr_df, loaded))
         rows = []
         for k, (values, dt, times) in enumerate(zip(series.values, series.dt, series.times)):
             if len(values) < self.lookback:
@@ -321,7 +449,7 @@ class Forecaster:
         MAE, RMSE, sMAPE, MASE (scaled by the in-sample naive error on the training part,
         seasonal when a season is set or inferred) and R²."""
         series = self._series(data)
-        parts = split_rows(series, self.spec)
+        parts = self._parts(series)
         w = make_windows(
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler
         )
@@ -342,6 +470,10 @@ class Forecaster:
             "predicted": predicted,
             "series": w.series,
         }
+
+    def _parts(self, series: SeriesSet) -> dict:
+        """The split the model was fitted with (see `tasks._common.split_rows`)."""
+        return split_rows(series, self.spec)
 
     def _period(self) -> int:
         return self.season if isinstance(self.season, int) else 1

@@ -35,6 +35,9 @@ __all__ = [
     "classification_metrics",
     "confusion_matrix",
     "detection_metrics",
+    "events",
+    "event_metrics",
+    "top1_score",
     "calibrate_threshold",
     "format_table",
 ]
@@ -43,7 +46,8 @@ _NAN = float("nan")
 
 # Which way is better, per metric column of format_table; other columns are not marked.
 _LOWER_IS_BETTER = frozenset({"mae", "rmse", "smape", "mase"})
-_HIGHER_IS_BETTER = frozenset({"r2", "accuracy", "macro_f1", "auroc", "precision", "recall", "f1"})
+_HIGHER_IS_BETTER = frozenset({"r2", "accuracy", "macro_f1", "auroc", "precision", "recall", "f1",
+                               "event_recall", "event_precision", "event_f1", "top1"})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ forecasting
@@ -345,6 +349,157 @@ def detection_metrics(truth: ArrayLike, flagged: ArrayLike) -> dict[str, float]:
     recall = tp / n_true if n_true else 0.0
     f1 = 2.0 * tp / (n_flagged + n_true) if tp else 0.0  # = 2PR / (P + R)
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+
+
+def events(flags: ArrayLike) -> list[tuple[int, int]]:
+    """The contiguous runs of True in `flags`, as `(start, stop)` positions (stop exclusive).
+
+    Example:
+        >>> events([0, 1, 1, 0, 0, 1])
+        [(1, 3), (5, 6)]
+    """
+    array = _as_flags("flags", flags).astype(np.int8)
+    edges = np.diff(np.concatenate([[0], array, [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def _near(flags: np.ndarray, tolerance: int) -> np.ndarray:
+    """True where a True of `flags` lies within `tolerance` positions."""
+    n = flags.size
+    counts = np.concatenate([[0], np.cumsum(flags)])
+    at = np.arange(n)
+    return counts[np.minimum(n, at + tolerance + 1)] - counts[np.maximum(0, at - tolerance)] > 0
+
+
+def _groups(series: ArrayLike | None, n: int) -> list[np.ndarray]:
+    """Positions of each series: runs of equal `series` values (one run when None)."""
+    if series is None:
+        return [np.arange(n)]
+    ids = np.asarray(series)
+    if ids.shape != (n,):
+        raise ValueError(f"series must have shape ({n},), got {ids.shape}")
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    return np.split(np.arange(n), cuts) if n else []
+
+
+def event_metrics(
+    truth: ArrayLike,
+    flagged: ArrayLike,
+    *,
+    tolerance: int = 10,
+    series: ArrayLike | None = None,
+) -> dict[str, float]:
+    """Event-level recall, precision and F1: runs of points, not points.
+
+    A labelled event is a contiguous run of True in `truth`; a flagged event a contiguous run
+    of True in `flagged`. A labelled event is detected when a flag falls inside it or within
+    `tolerance` positions of it (a detector that reacts a few readings late, or flags the
+    reading after a spike, still finds it). A flagged event is a true positive when it touches
+    a labelled event within the same tolerance. Then
+
+    - `event_recall` = detected labelled events / labelled events,
+    - `event_precision` = true-positive flagged events / flagged events,
+    - `event_f1` = 2 P R / (P + R);
+
+    each 0.0 where it is undefined (no labelled event, no flag, P = R = 0), as in
+    `detection_metrics`. `events` and `flagged_events` give the two counts.
+
+    Args:
+        truth: `(N,)` bools, True at the labelled anomalies, in time order.
+        flagged: `(N,)` bools, True at the flagged points.
+        tolerance: positions (readings) a flag may lie before or after an event and still
+            count; `>= 0`, default 10.
+        series: `(N,)` series index of each point (points of one series together, in time
+            order), so that no event and no tolerance reaches across two series; None
+            (default) for one series.
+
+    Returns:
+        `{"event_recall", "event_precision", "event_f1"}` (floats), `"events"` and
+        `"flagged_events"` (ints).
+
+    Example:
+        >>> truth = [0, 1, 1, 0, 0, 0, 0, 0, 1, 0]
+        >>> flags = [0, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+        >>> m = event_metrics(truth, flags, tolerance=1)
+        >>> m["event_recall"], m["event_precision"], m["events"], m["flagged_events"]
+        (0.5, 0.5, 2, 2)
+    """
+    actual = _as_flags("truth", truth)
+    predicted = _as_flags("flagged", flagged)
+    if actual.shape != predicted.shape:
+        raise ValueError(
+            f"truth and flagged must have the same shape, got {actual.shape} and {predicted.shape}"
+        )
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, np.integer)) or tolerance < 0:
+        raise ValueError(f"tolerance must be an integer >= 0, got {tolerance!r}")
+    n_events = n_detected = n_flagged = n_hits = 0
+    for at in _groups(series, actual.size):
+        t, f = actual[at], predicted[at]
+        near_flag, near_truth = _near(f, int(tolerance)), _near(t, int(tolerance))
+        for start, stop in events(t):
+            n_events += 1
+            n_detected += bool(near_flag[start:stop].any())
+        for start, stop in events(f):
+            n_flagged += 1
+            n_hits += bool(near_truth[start:stop].any())
+    recall = n_detected / n_events if n_events else 0.0
+    precision = n_hits / n_flagged if n_flagged else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "event_recall": float(recall), "event_precision": float(precision),
+        "event_f1": float(f1), "events": n_events, "flagged_events": n_flagged,
+    }  # fmt: skip
+
+
+def top1_score(
+    truth: ArrayLike,
+    scores: ArrayLike,
+    *,
+    margin: int = 100,
+    series: ArrayLike | None = None,
+) -> float:
+    """The UCR anomaly archive's score: per series, 1 when its highest-scoring point lies within
+    `margin` positions of a labelled anomaly (the archive's series have one labelled range),
+    else 0; the mean over the series that have a labelled anomaly (NaN when none has). It needs
+    no threshold. Of equal highest scores, the first counts.
+
+    Args:
+        truth: `(N,)` bools, True at the labelled anomalies.
+        scores: `(N,)` anomaly scores, larger = more anomalous.
+        margin: positions either side of the labelled range, `>= 0` (default 100, the
+            archive's).
+        series: `(N,)` series index of each point, as in `event_metrics`; None for one series.
+
+    Returns:
+        A Python float in [0, 1], or NaN.
+
+    Example:
+        >>> truth = np.zeros(1000, bool)
+        >>> truth[500:510] = True
+        >>> scores = np.zeros(1000)
+        >>> scores[605] = 1.0  # 96 after the range's last point
+        >>> top1_score(truth, scores), top1_score(truth, scores, margin=95)
+        (1.0, 0.0)
+    """
+    actual = _as_flags("truth", truth)
+    values = np.asarray(scores, dtype=np.float64)
+    if values.shape != actual.shape:
+        raise ValueError(
+            f"truth and scores must have the same shape, got {actual.shape} and {values.shape}"
+        )
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise ValueError(f"margin must be an integer >= 0, got {margin!r}")
+    hits = []
+    for at in _groups(series, actual.size):
+        t, v = actual[at], values[at]
+        if not t.any():
+            continue
+        if not np.isfinite(v).any():
+            hits.append(0.0)
+            continue
+        best = int(np.nanargmax(np.where(np.isfinite(v), v, -np.inf)))
+        hits.append(float(_near(t, int(margin))[best]))
+    return float(np.mean(hits)) if hits else _NAN
 
 
 def calibrate_threshold(

@@ -194,6 +194,9 @@ class FromLastValue(nn.Module):
         linear: add the linear map of the target history.
         seasonal: per horizon step, whether its base is one season back (None: every step
             when `season > 1`).
+        future_index: positions of future covariates' lead columns (see
+            `liquidnets.data.covariates`): a linear map, started at zero, of their last
+            `horizon + 1` rows (the covariates now and over the forecast steps) is added too.
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class FromLastValue(nn.Module):
         lookback: int | None = None,
         linear: bool = False,
         seasonal: list[bool] | None = None,
+        future_index: list[int] | None = None,
     ):
         super().__init__()
         self.net = net
@@ -233,11 +237,20 @@ class FromLastValue(nn.Module):
             self.linear = nn.Linear(lookback * n, horizon * n)
             nn.init.zeros_(self.linear.weight)  # start as the base alone
             nn.init.zeros_(self.linear.bias)
+        self.future_index = list(future_index or [])
+        self.future = None
+        if self.future_index:
+            if not lookback or lookback <= horizon:
+                raise ValueError("FromLastValue(future_index=...) needs lookback > horizon")
+            n = len(self.target_index)
+            self.future = nn.Linear((horizon + 1) * len(self.future_index), horizon * n)
+            nn.init.zeros_(self.future.weight)
+            nn.init.zeros_(self.future.bias)
 
     @property
     def windowed(self) -> bool:
         """Whether the offset reads more of the window than its last row."""
-        return any(self.seasonal) or self.linear is not None
+        return any(self.seasonal) or self.linear is not None or self.future is not None
 
     def offset(self, x: Tensor) -> Tensor:
         """Everything but `net`: the base and the linear map, `(B, horizon * n_targets)`."""
@@ -245,13 +258,16 @@ class FromLastValue(nn.Module):
         if self.linear is not None:
             z = x[:, :, self.target_index]  # (B, T, n_targets)
             out = out + self.linear((z - z[:, -1:]).flatten(1))
+        if self.future is not None:  # the leads' last rows: the covariates now and ahead
+            ahead = x[:, -self.horizon - 1 :, self.future_index]
+            out = out + self.future(ahead.flatten(1))
         return out
 
     def shrink(self, weights: Tensor) -> None:
         """Scale what is learnt (the linear map and `net`'s output layer) per output, so the
         forecast becomes `base + weights * (linear + net)`: rows of the last linear layers,
         so streaming and export need nothing new. `weights`: `(horizon * n_targets,)`."""
-        layers = [self.linear, getattr(self.net, "head", None)]
+        layers = [self.linear, self.future, getattr(self.net, "head", None)]
         with torch.no_grad():
             for layer in (layer for layer in layers if layer is not None):
                 layer.weight.mul_(weights[:, None])

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from liquidnets.data import load_series
+from liquidnets.data.windows import until_json
 from liquidnets.io.atomic import new_file, new_folder
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
@@ -30,10 +31,11 @@ from liquidnets.tasks.anomaly import AnomalyDetector
 from liquidnets.tasks.classify import Classifier
 from liquidnets.tasks.forecast import Forecaster
 
+EVENTS = ["event_recall", "event_precision", "event_f1"]
 COLUMNS = {
     "forecast": ["mae", "rmse", "smape", "mase", "r2"],
     "classify": ["accuracy", "macro_f1", "auroc"],
-    "anomaly": ["precision", "recall", "f1", "flagged_share"],
+    "anomaly": ["precision", "recall", "f1", *EVENTS, "top1", "flagged_share"],
 }
 DEFAULTS = {
     "task": "forecast",
@@ -41,6 +43,9 @@ DEFAULTS = {
     "label": None,
     "time": None,
     "features": None,
+    "future": None,  # forecast: columns known over the horizon (futr_exog_list)
+    "static": None,  # forecast: columns constant per series (stat_exog_list)
+    "calendar": False,  # forecast: calendar features of the forecast steps
     "id": None,
     "model": "cfc",
     "lookback": None,  # forecast: 32 or two seasons (Forecaster); classify, anomaly: 32
@@ -56,7 +61,9 @@ DEFAULTS = {
     "time_unit": None,
     "val": 0.15,
     "test": 0.15,
+    "train_until": None,  # forecast, anomaly: a time or "rows:N" instead of val/test fractions
     "split_column": None,  # a column saying train, val or test, instead of val and test
+    "tolerance": 10,  # anomaly: readings a flag may lie off a labelled event (event metrics)
     "baselines": True,
     "encoding": "utf-8",
 }
@@ -100,7 +107,10 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
         train: `TrainConfig` fields (max_epochs, lr, patience, seed, devices, ...).
         **options: the keys of `DEFAULTS`: `task` (`forecast`, `classify`, `anomaly`),
             `target` (forecast, anomaly: a column or a list), `label` (classify: the class
-            column; anomaly: known anomalies, optional), `model`, `lookback`, `horizon`, ...
+            column; anomaly: known anomalies, optional), `model`, `lookback`, `horizon`,
+            `train_until` (forecast, anomaly: a time, or `"rows:N"`, up to which the rows
+            train and validate; everything after it is the test part), `tolerance`
+            (anomaly: the event metrics' tolerance in readings), ...
 
     Returns:
         The metrics: `{"rows": [{"model": name, metric: value, ...}], "table": str}`.
@@ -109,6 +119,7 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     if unknown:
         raise TypeError(f"unknown options: {', '.join(sorted(unknown))}")
     settings = {**DEFAULTS, **options, "train": dict(train or {})}
+    settings["train_until"] = until_json(settings["train_until"])  # as config.json keeps it
     task = settings["task"]
     if task not in COLUMNS:
         raise RunError(f"unknown task '{task}'; choose forecast, classify or anomaly")
@@ -116,6 +127,16 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
         raise RunError("--task classify needs --label (the column of classes)")
     if task != "classify" and not settings["target"]:
         raise RunError(f"--task {task} needs --target (the column(s) to model)")
+    if task == "classify" and settings["train_until"] is not None:
+        raise RunError(
+            "--train-until splits the rows of forecast and anomaly runs; classify splits with "
+            "--val and --test, or --split-column"
+        )
+    if settings["train_until"] is not None and settings["split_column"] is not None:
+        raise RunError("give --train-until or --split-column, not both")
+    tolerance = settings["tolerance"]
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
+        raise RunError(f"--tolerance must be a whole number of readings >= 0; got {tolerance!r}")
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
@@ -152,11 +173,15 @@ def _fit(model, series, settings: dict, run_dir=None):
     }  # fmt: skip
     if settings["task"] == "classify":
         return model.fit(series, label=settings["label"], run_dir=run_dir, **split)
+    split["train_until"] = settings["train_until"]
     if settings["task"] == "anomaly":
         return model.fit(
             series, targets=series.targets, label=settings["label"], run_dir=run_dir, **split
         )
-    return model.fit(series, targets=series.targets, run_dir=run_dir, **split)
+    return model.fit(
+        series, targets=series.targets, run_dir=run_dir, futr_exog_list=settings["future"],
+        stat_exog_list=settings["static"], calendar=settings["calendar"], **split,
+    )  # fmt: skip
 
 
 def _train_into(folder: Path, series, settings: dict) -> dict:
@@ -186,12 +211,14 @@ def _train_into(folder: Path, series, settings: dict) -> dict:
 
 def _evaluate(folder: Path, models: dict, series, settings: dict) -> dict:
     rows, outputs = [], {}
+    task = settings["task"]
+    # run folders written before the event metrics: their default tolerance
+    extra = {"tolerance": settings.get("tolerance", 10)} if task == "anomaly" else {}
     for name, model in models.items():
-        bt = model.backtest(series)
+        bt = model.backtest(series, **extra)
         outputs[name] = bt
         count = _models.parameter_count(model.net)
         rows.append({"model": name, "parameters": count, **bt["metrics"]})
-    task = settings["task"]
     columns = ["parameters", *[c for c in COLUMNS[task] if any(c in r for r in rows)]]
     table = _metrics.format_table(rows, columns, title="Test period")
     result = {"rows": rows, "table": table}
@@ -264,22 +291,33 @@ def _load(data, settings: dict, split: bool = True):
     targets = [] if settings["task"] == "classify" else target
     # run folders written before --split-column have no such setting
     column = settings.get("split_column") if split else None
+    features = settings["features"]
+    if features is not None:  # covariates are input columns too
+        extra = [*(settings.get("future") or []), *(settings.get("static") or [])]
+        features = list(dict.fromkeys([*features, *extra]))
     return load_series(
-        data, targets=targets, features=settings["features"], time=settings["time"],
+        data, targets=targets, features=features, time=settings["time"],
         id=settings["id"], label=settings["label"], missing=settings["missing"],
         time_unit=settings["time_unit"], encoding=settings["encoding"], split=column,
     )  # fmt: skip
 
 
-def predict_run(run_dir, data, out, *, overwrite: bool = False) -> Path:
+def predict_run(run_dir, data, out, *, overwrite: bool = False, future=None) -> Path:
     """Apply the run's model to `data` and write CSV to `out` (atomically; an existing file
     only with overwrite): forecasts for the horizon after the end of every series, classes
-    with their probabilities per window, or anomaly scores and flags per reading."""
+    with their probabilities per window, or anomaly scores and flags per reading.
+
+    `future`: for a forecaster with future covariates, their values over the horizon after
+    the end (a file or DataFrame; see `Forecaster.predict`'s `futr_df`)."""
     settings, models = load_run(run_dir)
     out = Path(out)
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
-    frame = models[settings["model"]].predict(_load(data, settings, split=False))
+    model = models[settings["model"]]
+    if future is not None and settings["task"] != "forecast":
+        raise RunError(f"--future-data is for forecasts; this run is a {settings['task']} run")
+    series = _load(data, settings, split=False)
+    frame = model.predict(series, futr_df=future) if future is not None else model.predict(series)
     with new_file(out) as tmp:
         frame.to_csv(tmp, index=False)
     return out

@@ -29,7 +29,8 @@ class TrainConfig:
 
     Args:
         max_epochs: upper bound on epochs; early stopping usually ends sooner.
-        batch_size: windows per batch.
+        batch_size: windows per batch; None (default): the task's choice (forecasts:
+            `auto_batch_size` of the training windows; otherwise 64).
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
         patience: epochs without a better validation loss before stopping.
@@ -44,7 +45,7 @@ class TrainConfig:
     """
 
     max_epochs: int = 100
-    batch_size: int = 64
+    batch_size: int | None = None
     lr: float = 3e-3
     weight_decay: float = 0.0
     patience: int = 10
@@ -143,6 +144,17 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def auto_batch_size(windows: int) -> int:
+    """The default batch: a 32nd of the training windows, between 16 and 64. On the short
+    series of benchmarks/quality.py (100-1,000 windows), 64 left a few optimiser steps an
+    epoch, and early stopping ended training before the model had learnt.
+
+    >>> auto_batch_size(100), auto_batch_size(1_000), auto_batch_size(100_000)
+    (16, 31, 64)
+    """
+    return min(64, max(16, int(windows) // 32))
+
+
 def _loader(arrays, batch_size: int, shuffle: bool, classify: bool):
     *inputs, y = arrays
     tensors = [
@@ -214,10 +226,11 @@ def fit(
         )
         module = _module_class()(net, config)
         classify = config.loss == "cross_entropy"
+        batch = config.batch_size or 64
         trainer.fit(
             module,
-            _loader(train, config.batch_size, True, classify),
-            _loader(val, config.batch_size, False, classify),
+            _loader(train, batch, True, classify),
+            _loader(val, batch, False, classify),
         )
         # every rank ends with the same best weights. Rank 0 wrote them into its own
         # temporary folder, which it deletes when it leaves this block and which other

@@ -1,0 +1,48 @@
+"""benchmarks/quality.py, reduced: the forecasting suite on two short series, two epochs."""
+
+import json
+
+import numpy as np
+import pytest
+
+import benchmark_scripts
+
+pytest.importorskip("statsforecast")
+pytest.importorskip("aeon")
+
+
+def test_the_forecast_suite_measures_ours_and_every_peer_on_the_same_windows(tmp_path):
+    bench = benchmark_scripts.load("quality")
+    out = tmp_path / "q.json"
+    args = ["--suite", "forecast", "--series", "uschange,lynx", "--quick", "--threads", "1"]
+    assert bench.main([*args, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    uschange, lynx = report["forecast"]["series"]
+    # a quarterly series gets its season (and seasonal naive); a yearly one gets none
+    assert uschange["season"] == 4 and lynx["season"] is None
+    assert set(uschange["mae"]) == {
+        "liquid", "lstm", "gru", "naive", "seasonal_naive", "AutoETS", "AutoTheta",
+    }  # fmt: skip
+    assert "seasonal_naive" not in lynx["mae"]
+    for r in (uschange, lynx):
+        assert all(np.isfinite(v) and v > 0 for v in r["mae"].values())
+        assert r["default"]["model"] == "cfc" and r["seconds"]["cfc"] > 0
+    summary = report["forecast"]["summary"]
+    assert set(summary["targets"]) == {
+        "naive and seasonal naive beaten on every series",
+        "<= 1.02x best LSTM/GRU on >= 75% of series",
+        "geomean ratio to best LSTM/GRU <= 0.97",
+        "geomean ratio to best statsforecast <= 1.0",
+    }
+    ratio = uschange["mae"]["liquid"] / min(uschange["mae"]["lstm"], uschange["mae"]["gru"])
+    assert uschange["ratio_rnn"] == pytest.approx(ratio)
+
+
+def test_the_peers_forecast_from_each_origin_without_seeing_its_future():
+    bench = benchmark_scripts.load("quality")
+    y = np.arange(40, dtype=float)
+    origins = bench.test_windows(y, horizon=3, val=0.15, test=0.15)
+    assert origins[0] == 40 - 6 - 1 and origins[-1] == 40 - 3 - 1  # the test part's 6 rows
+    np.testing.assert_array_equal(bench.naive_forecasts(y, origins[:1], 3), [[33, 33, 33]])
+    seasonal = bench.naive_forecasts(y, origins[:1], 3, season=2)
+    np.testing.assert_array_equal(seasonal, [[32, 33, 32]])
