@@ -4,9 +4,9 @@ class out.
 With `per="window"` a window's class is the label of its last row, and the rows of every
 series are split by time. With `per="series"` every row of a series (`id=`) carries the one
 label of the series, and the series is classified whole: series of different lengths are
-padded into one batch and the network is read at each one's last real step (the layers hold
-their state over the padding). The split is then by whole series, stratified by class, and
-metrics count series.
+padded into one batch and masked (the layers hold their state over the padding), and the head
+reads each one's outputs over its real steps only. The split is then by whole series,
+stratified by class, and metrics count series.
 
     >>> import numpy as np, pandas as pd
     >>> t = np.arange(400)
