@@ -317,7 +317,7 @@ def _suite_module(name: str):
     return importlib.import_module(f"quality_{name}")
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--suite", default=",".join(SUITES), help=f"comma-separated, of {', '.join(SUITES)}"
@@ -326,15 +326,20 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 epochs: a smoke test")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=str(RESULTS), help="where to write the results")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser_ = parser()
+    args = parser_.parse_args(argv)
     suites = args.suite.split(",")
     if not set(suites) <= set(SUITES):
-        parser.error(f"unknown suite in {suites}; choose from {', '.join(SUITES)}")
+        parser_.error(f"unknown suite in {suites}; choose from {', '.join(SUITES)}")
     specs = series_specs()
     names = args.series.split(",") if args.series else list(specs)
     unknown = [n for n in names if n not in specs]
     if unknown:
-        parser.error(f"unknown series {unknown}; choose from {', '.join(specs)}")
+        parser_.error(f"unknown series {unknown}; choose from {', '.join(specs)}")
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
     report = {

@@ -1,5 +1,8 @@
 """The fused paths compute what the readable cells compute: outputs and every gradient."""
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,10 +247,23 @@ def test_a_constant_timespan_merges_the_gate_heads(ts, merged, monkeypatch):
 def test_kernel_threads_are_torchs_openmp_team():
     # Built with OpenMP, the kernels must use the libgomp PyTorch loaded, not a second
     # runtime whose idle threads would compete with PyTorch's for the cores.
-    maps = Path("/proc/self/maps")
-    if not native.load().ln_openmp() or not maps.exists():
+    # Checked in a fresh interpreter: other tests of this session import scikit-learn and
+    # numba (the benchmarks' peers), which bring OpenMP runtimes of their own.
+    if not native.load().ln_openmp() or not Path("/proc/self/maps").exists():
         pytest.skip("no OpenMP build, or no /proc here")
-    runtimes = {line.split()[-1] for line in maps.read_text().splitlines() if "libgomp" in line}
+    script = (
+        "import json\n"
+        "from pathlib import Path\n"
+        "import torch\n"
+        "from liquidnets.fast import native\n"
+        "assert native.load().ln_openmp()\n"
+        "maps = Path('/proc/self/maps').read_text().splitlines()\n"
+        "print(json.dumps(sorted({line.split()[-1] for line in maps if 'libgomp' in line})))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    runtimes = json.loads(out)
     assert len(runtimes) == 1, runtimes
 
 

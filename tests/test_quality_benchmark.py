@@ -1,6 +1,7 @@
 """benchmarks/quality.py, reduced: the forecasting suite on two short series, two epochs."""
 
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -46,3 +47,19 @@ def test_the_peers_forecast_from_each_origin_without_seeing_its_future():
     np.testing.assert_array_equal(bench.naive_forecasts(y, origins[:1], 3), [[33, 33, 33]])
     seasonal = bench.naive_forecasts(y, origins[:1], 3, season=2)
     np.testing.assert_array_equal(seasonal, [[32, 33, 32]])
+
+
+def test_the_readme_runs_the_benchmark_with_its_own_options():
+    from test_readme import FENCE, ROOT, section
+
+    blocks = [body for kind, body in FENCE.findall(section("Model quality")) if kind == "bash"]
+    lines = [line.split("#")[0].strip() for b in blocks for line in b.splitlines()]
+    commands = [shlex.split(line) for line in lines if line]
+    assert commands
+    bench = benchmark_scripts.load("quality")
+    for words in commands:
+        env, (python, script, *args) = words[:1], words[1:]
+        assert env == ["OMP_NUM_THREADS=1"] and python == ".venv/bin/python"
+        assert (ROOT / script).is_file() and script == "benchmarks/quality.py"
+        options = bench.parser().parse_args(args)  # a misspelt option exits here
+        assert set(options.suite.split(",")) <= set(bench.SUITES)
