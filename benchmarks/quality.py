@@ -54,11 +54,13 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings, when loaded by path
+from _quality_run import jsonable, timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
@@ -181,32 +183,12 @@ def stat_forecasts(model, y, origins, horizon, season):
 def run_series(name: str, quick: bool, threads: int) -> dict:
     import torch
 
-    from liquidnets.tasks import run as _run
-
     torch.set_num_threads(threads)
     frame, options, season = series_specs()[name]()
     horizon = options["horizon"]
-    times: dict[str, float] = {}
-    fit = _run._fit
-
-    def timed(model, series, settings, run_dir=None):  # each model's own training time
-        t0 = time.perf_counter()
-        out = fit(model, series, settings, run_dir=run_dir)
-        times[model.model] = time.perf_counter() - t0
-        return out
-
     train = {"progress_bar": False, **({"max_epochs": 2} if quick else {})}
-    _run._fit = timed
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            result = _run.train_run(frame, Path(tmp) / "run", train=train, **options)
-            total = time.perf_counter() - t0
-            settings, models = _run.load_run(Path(tmp) / "run")
-            main = models[settings["model"]]
-            bt = main.backtest(frame)
-    finally:
-        _run._fit = fit
+    result, settings, models, times, total = timed_run(frame, train, **options)
+    bt = models[settings["model"]].backtest(frame)
     rows = {r["model"]: r for r in result["rows"]}
     y = frame[options["target"]].to_numpy(np.float64)
     origins = test_windows(y, horizon, options.get("val", 0.15), options.get("test", 0.15))
@@ -356,19 +338,13 @@ def main(argv=None) -> int:
             print(f"\n{suite}: test parts\n")
             print(module.table(result))
             print(f"\n{result['seconds']:.0f} s")
-            report[suite] = json.loads(json.dumps(result, default=_jsonable))
+            report[suite] = json.loads(json.dumps(result, default=jsonable))
     report["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"\n{report['seconds']:.0f} s in all")
     from liquidnets.io.atomic import write_json
 
     write_json(Path(args.json), report)
     return 0
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def forecast_suite(names: list[str], quick: bool, threads: int) -> dict:

@@ -47,11 +47,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings, when loaded by path
+from _quality_run import jsonable, timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality_anomaly.json"
@@ -201,46 +203,27 @@ def run_dataset(name: str, quick: bool, threads: int) -> dict:
     import torch
 
     from liquidnets.data import rows_until
-    from liquidnets.tasks import run as _run
 
     torch.set_num_threads(threads)
     frame, options, events = datasets()[name]()
-    seconds: dict[str, float] = {}
-    fit = _run._fit
-
-    def timed(model, series, settings, run_dir=None):  # each model's own training time
-        t0 = time.perf_counter()
-        out = fit(model, series, settings, run_dir=run_dir)
-        seconds[model.model] = round(time.perf_counter() - t0, 2)
-        return out
-
     train = {"progress_bar": False, **({"max_epochs": 2} if quick else {})}
-    _run._fit = timed
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            result = _run.train_run(
-                frame, Path(tmp) / "run", task="anomaly", label="anomaly", train=train,
-                **options,
-            )  # fmt: skip
-            total = time.perf_counter() - t0
-            settings, models = _run.load_run(Path(tmp) / "run")
-            kinds = {}
-            if events is not None:
-                for model_name, model in models.items():
-                    bt = model.backtest(frame)
-                    first = rows_until(model._series(frame), options["train_until"])[0]
-                    assert len(bt["scores"]) == len(frame) - first  # every test reading
-                    kinds[model_name] = found_by_kind(bt, first, events)
-    finally:
-        _run._fit = fit
+    result, settings, models, seconds, total = timed_run(
+        frame, train, task="anomaly", label="anomaly", **options
+    )
+    kinds = {}
+    if events is not None:
+        for model_name, model in models.items():
+            bt = model.backtest(frame)
+            first = rows_until(model._series(frame), options["train_until"])[0]
+            assert len(bt["scores"]) == len(frame) - first  # every test reading
+            kinds[model_name] = found_by_kind(bt, first, events)
     rows = []
     for row in result["rows"]:
         m = row["model"]
         rows.append(
             {
                 **{k: v for k, v in row.items() if k != "top1" or events is None},
-                "train_seconds": seconds.get(m, 0.0),
+                "train_seconds": round(seconds.get(m, 0.0), 2),
                 **({"found": kinds[m]} if m in kinds else {}),
             }
         )
@@ -326,14 +309,8 @@ def main(argv=None) -> int:
     result["command"] = "benchmarks/quality_anomaly.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    write_json(Path(args.json), json.loads(json.dumps(result, default=_jsonable)))
+    write_json(Path(args.json), json.loads(json.dumps(result, default=jsonable)))
     return 0
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 if __name__ == "__main__":

@@ -42,11 +42,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings, when loaded by path
+from _quality_run import timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality_classify.json"
@@ -102,8 +104,6 @@ def minirocket(X_train, y_train, X_test, y_test, threads: int) -> tuple[float, f
 def run_set(name: str, quick: bool, threads: int) -> dict:
     import torch
 
-    from liquidnets.tasks import run as _run
-
     torch.set_num_threads(threads)
     X_train, y_train, X_test, y_test = load_set(name)
     frame = long_frame(X_train, y_train, X_test, y_test)
@@ -112,26 +112,9 @@ def run_set(name: str, quick: bool, threads: int) -> dict:
         "split_column": "split",
     }  # fmt: skip
     train = {"progress_bar": False, **({"max_epochs": 2} if quick else {})}
-    times: dict[str, float] = {}
-    fit = _run._fit
-
-    def timed(model, series, settings, run_dir=None):  # each model's own training time
-        t0 = time.perf_counter()
-        out = fit(model, series, settings, run_dir=run_dir)
-        times[model.model] = time.perf_counter() - t0
-        return out
-
-    _run._fit = timed
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            result = _run.train_run(frame, Path(tmp) / "run", train=train, **options)
-            total = time.perf_counter() - t0
-            settings, models = _run.load_run(Path(tmp) / "run")
-            main = models[settings["model"]]
-            bt = main.backtest(frame)
-    finally:
-        _run._fit = fit
+    result, settings, models, times, total = timed_run(frame, train, **options)
+    main = models[settings["model"]]
+    bt = main.backtest(frame)
     tested = sorted(bt["ids"])
     if tested != sorted(f"test{i:04d}" for i in range(len(X_test))):
         raise AssertionError(f"{name}: the run did not score exactly the archive's test series")
