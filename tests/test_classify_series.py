@@ -112,6 +112,11 @@ def test_the_split_by_series_is_stratified_and_does_not_depend_on_the_order():
     assert {name: {s2.ids[i] for i in index} for name, index in again.items()} == ids
     other_seed = split_by_series(s, val=0.15, test=0.2, seed=1)
     assert {s.ids[i] for i in other_seed["test"]} != ids["test"]
+    # another validation draw: the same test series, other validation series, still stratified
+    other_val = split_by_series(s, val=0.15, test=0.2, val_seed=7)
+    assert other_val["test"] == parts["test"] and set(other_val["val"]) != set(parts["val"])
+    assert sorted(other_val["val"] + other_val["train"]) == sorted(parts["val"] + parts["train"])
+    assert [sum(labels[i] == c for i in other_val["val"]) for c in "abc"] == [3, 3, 3]
 
 
 def test_a_split_column_assigns_whole_series_and_val_is_carved_from_train():
@@ -185,6 +190,78 @@ def test_an_ensemble_averages_its_members_and_reloads(tmp_path):
     assert np.allclose(again[clf.classes], clf.predict_proba(frame)[clf.classes], atol=1e-5)
 
 
+def test_cross_fit_members_validate_on_their_own_series(tmp_path, monkeypatch):
+    from liquidnets.tasks import classify
+
+    seen = []  # the labels each member trains and validates on, and how many series
+    real = classify._fit
+
+    def spy(net, train, valid, config, run_dir=None):
+        seen.append((train[-1].tolist(), valid[-1].tolist(), train[0].shape[0], valid[0].shape[0]))
+        return real(net, train, valid, config, run_dir=run_dir)
+
+    monkeypatch.setattr(classify, "_fit", spy)
+    frame = shapes(n=60)
+    fast = {**FAST, "max_epochs": 1}
+    for cross_fit in (True, False):
+        seen.clear()
+        clf = Classifier("cfc", per="series", units=8, stem=4, ensemble=3, cross_fit=cross_fit,
+                         train=fast)  # fmt: skip
+        clf.fit(frame, label="kind", time="t", id="sid")
+        clf.save(tmp_path / str(cross_fit))
+        assert Classifier.load(tmp_path / str(cross_fit)).cross_fit is cross_fit
+        assert len(seen) == 3 and len({n_train + n_val for *_, n_train, n_val in seen}) == 1
+        parts = [clf._series_parts(_series(frame), k) for k in range(3)]
+        assert all(p["test"] == parts[0]["test"] for p in parts)  # the test series stay
+        vals = {tuple(p["val"]) for p in parts}
+        assert len(vals) == (3 if cross_fit else 1)
+        labels = [sorted(val_labels) for _, val_labels, *_ in seen]
+        assert labels[0] == labels[1] == labels[2]  # stratified: the same classes, other series
+    assert Classifier("cfc", per="series").cross_fit and not Classifier("cfc").cross_fit
+
+
+def test_the_stem_convolves_the_rows_inside_the_patches_as_one_series():
+    import torch
+
+    from liquidnets.tasks.models import PatchConv
+
+    stem = PatchConv(channels=2, rows=5, filters=4, kernel=3).eval()
+    full = torch.randn(3, 20, 2)  # (batch, rows, channels)
+    patched = full.reshape(3, 4, 5 * 2)  # 4 steps of 5 rows side by side (pad_series' layout)
+    z = stem.convs(full.transpose(1, 2))  # (batch, filters, rows): the series at full resolution
+    expected = z.reshape(3, 4, 4, 5).amax(-1).transpose(1, 2)  # each filter's max per patch
+    assert torch.allclose(stem(patched), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="odd"):
+        PatchConv(channels=1, rows=2, kernel=4)
+
+
+def test_a_convolutional_stem_is_learnt_saved_and_given_to_the_baselines(tmp_path):
+    from liquidnets.tasks.models import PatchConv, Stemmed, parameter_count
+
+    frame = shapes(n=90)
+    clf = Classifier("cfc", per="series", ensemble=1, stem=8, units=16, train=FAST)
+    clf.fit(frame, label="kind", time="t", id="sid")
+    assert isinstance(clf.net, Stemmed) and clf.net.stem.rows == clf.downsample == 4
+    naive = Classifier("naive", per="series").fit(frame, label="kind", time="t", id="sid")
+    acc = clf.backtest(frame)["metrics"]["accuracy"]
+    assert acc >= naive.backtest(frame)["metrics"]["accuracy"] + 0.3
+    clf.save(tmp_path / "stem")
+    again = Classifier.load(tmp_path / "stem")
+    assert again.stem == 8 and again.config()["stem"] == 8
+    assert np.allclose(
+        again.predict_proba(frame)[clf.classes], clf.predict_proba(frame)[clf.classes], atol=1e-5
+    )
+    # an LSTM gets the same stem; its budget, less the stem's, goes to the recurrent layer
+    budget = parameter_count(clf.net)
+    lstm = Classifier("lstm", per="series", ensemble=1, stem=8, budget=budget, train=FAST)
+    lstm.classes, lstm.downsample, lstm.spec = clf.classes, clf.downsample, clf.spec
+    net = lstm._build(1)
+    assert isinstance(net.stem, PatchConv) and net.stem.filters == 8
+    assert abs(parameter_count(net) - budget) < 0.1 * budget
+    with pytest.raises(ValueError, match="needs per='series'"):
+        Classifier("cfc", per="window", stem=8)
+
+
 def test_export_refuses_what_a_step_model_cannot_carry(tmp_path):
     from liquidnets.deploy.export import export
 
@@ -197,14 +274,14 @@ def test_export_refuses_what_a_step_model_cannot_carry(tmp_path):
 
 def test_an_old_per_series_model_loads_with_its_windowed_recipe(tmp_path):
     frame = shapes(n=12)
-    old = Classifier("cfc", per="series", lookback=8, units=8, pool="last", ensemble=1,
+    old = Classifier("cfc", per="series", lookback=8, units=8, pool="last", ensemble=1, stem=None,
                      backbone_layers=None, train={**FAST, "max_epochs": 2})  # fmt: skip
     old.whole = False  # what per="series" did before: windows split by time, averaged
     old.fit(frame, label="kind", time="t", id="sid")
     before = old.predict_proba(frame)
     old.save(tmp_path / "old")
     new_keys = ("whole_series", "max_steps", "downsample", "reduce", "pool", "backbone_layers",
-                "mixed_memory", "ensemble")  # fmt: skip
+                "mixed_memory", "ensemble", "stem", "cross_fit")  # fmt: skip
     for name, drop in (("config.json", new_keys), ("metadata.json", ())):
         path = tmp_path / "old" / name
         data = json.loads(path.read_text())

@@ -440,7 +440,11 @@ def _draw(index: list[int], series: SeriesSet, fraction: float, seed: int) -> se
 
 
 def split_by_series(
-    series: SeriesSet, val: float = 0.15, test: float = 0.15, seed: int = 0
+    series: SeriesSet,
+    val: float = 0.15,
+    test: float = 0.15,
+    seed: int = 0,
+    val_seed: int | None = None,
 ) -> dict[str, list[int]]:
     """Split whole series, stratified by class: for sequence classification, one label per
     series.
@@ -458,6 +462,9 @@ def split_by_series(
             column) to validate on.
         test: the fraction of each class's series to test on (ignored with a split column).
         seed: which series are drawn.
+        val_seed: which series are drawn for validation (None: from `seed`); with the
+            same `seed` and another `val_seed`, the test series stay and the validation
+            series change (the members of an ensemble each validate on other series).
 
     Returns:
         `{"train": [series index, ...], "val": [...], "test": [...]}`, each in file order.
@@ -491,12 +498,13 @@ def split_by_series(
         if not 0 <= fraction < 1:
             raise DataError(f"split_by_series: {name} must be in [0, 1); got {fraction}")
     everything = list(range(len(series)))
+    val_seed = seed + 1 if val_seed is None else val_seed
     if series.splits is None:
         tested = _draw(everything, series, test, seed)
         rest = [i for i in everything if i not in tested]
         # the validation fraction is of all the class's series, like the test fraction
         left = 1 - test
-        validated = _draw(rest, series, min(val / left, 0.99) if left else 0, seed + 1)
+        validated = _draw(rest, series, min(val / left, 0.99) if left else 0, val_seed)
         place = {i: "test" if i in tested else "val" if i in validated else "train"
                  for i in everything}  # fmt: skip
     else:
@@ -514,7 +522,7 @@ def split_by_series(
             place[i] = str(values[0]) if len(values) else "train"
         if "val" not in place.values():
             training = [i for i in everything if place[i] == "train"]
-            for i in _draw(training, series, val, seed + 1):
+            for i in _draw(training, series, val, val_seed):
                 place[i] = "val"
     parts = {name: [i for i in everything if place[i] == name] for name in SPLITS}
     for name in ("train", "val"):

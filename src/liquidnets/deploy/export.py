@@ -248,11 +248,13 @@ def _resolve(model):
             )
         net = net.net
     pooled = isinstance(net, _models.LiquidNet) and net.pool != ("last",)
-    if pooled or getattr(model, "downsample", 1) > 1 or isinstance(net, _models.Ensemble):
+    several = isinstance(net, (_models.Ensemble, _models.Stemmed))
+    if pooled or getattr(model, "downsample", 1) > 1 or several:
         raise ValueError(
-            "export: this classifier pools its outputs over time, reads patches of rows or "
-            "averages several members (the defaults of per='series'), which a step model "
-            "cannot carry yet; train it with pool='last', max_steps=None and ensemble=1"
+            "export: this classifier pools its outputs over time, reads patches of rows "
+            "(through convolutions) or averages several members (the defaults of "
+            "per='series'), which a step model cannot carry yet; train it with pool='last', "
+            "max_steps=None, stem=None and ensemble=1"
         )
     if isinstance(net, _models.LiquidNet):
         return net.rnn, net.head, model

@@ -118,6 +118,61 @@ class LiquidNet(nn.Module):
         return self.head(y)
 
 
+class PatchConv(nn.Module):
+    """Learned local shapes before the recurrent layer: convolutions over the rows of a
+    series, read at full resolution out of patches of `rows` rows, then each feature's
+    maximum over the rows of each patch.
+
+    A step of a patched series holds `rows` consecutive rows of `channels` values side by
+    side (`liquidnets.data.pad_series`). Here the steps are laid end to end again, `layers`
+    convolutions of width `kernel` (each with batch normalisation and a ReLU, as in the
+    fully convolutional baseline of Wang et al., IJCNN 2017) find local shapes anywhere in
+    the series, and the maximum of each of the `filters` features over a patch says whether
+    its shape occurred there. The liquid layer then reads one step per patch, as the NCP of
+    Lechner et al. (Nature MI 2020) read the features of a convolutional head.
+
+        >>> stem = PatchConv(channels=2, rows=4, filters=8)
+        >>> stem(torch.randn(3, 5, 4 * 2)).shape  # (batch, patches, filters)
+        torch.Size([3, 5, 8])
+    """
+
+    def __init__(
+        self, channels: int, rows: int, filters: int = 32, kernel: int = 7, layers: int = 2
+    ):
+        super().__init__()
+        if kernel % 2 == 0 or kernel < 1:
+            raise ValueError(f"kernel must be a positive odd width; got {kernel}")
+        self.channels, self.rows = channels, rows
+        blocks: list[nn.Module] = []
+        width = channels
+        for _ in range(layers):
+            blocks += [
+                nn.Conv1d(width, filters, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm1d(filters),
+                nn.ReLU(),
+            ]
+            width = filters
+        self.convs = nn.Sequential(*blocks)
+        self.filters = filters
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        rows = x.reshape(b, t * self.rows, self.channels).transpose(1, 2)  # (B, C, T * rows)
+        z = self.convs(rows).reshape(b, self.filters, t, self.rows)
+        return z.amax(dim=-1).transpose(1, 2)  # (B, T, filters)
+
+
+class Stemmed(nn.Module):
+    """A network `net` that reads the features of `stem` (e.g. `PatchConv`) per step."""
+
+    def __init__(self, stem: nn.Module, net: nn.Module):
+        super().__init__()
+        self.stem, self.net = stem, net
+
+    def forward(self, x: Tensor, dt: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.net(self.stem(x), dt, mask)
+
+
 class RecurrentNet(nn.Module):
     """torch's fused `nn.LSTM` or `nn.GRU`, the elapsed time as one more feature, then a
     linear head on the last hidden state (with a mask, padded at the end: the last real
@@ -335,6 +390,7 @@ def build(
     backbone_layers: int | None = None,
     mixed_memory: bool = False,
     pool: str = "last",
+    stem: dict | None = None,
 ) -> nn.Module:
     """The network called `name` (one of `MODELS`).
 
@@ -351,13 +407,33 @@ def build(
         backbone_layers, mixed_memory: the liquid layer's options (see `LiquidNet`).
         pool: what the head of a liquid or recurrent model reads: `last`, or outputs pooled
             over time (see `LiquidNet`).
+        stem: `PatchConv` arguments (`channels`, `rows`, `filters`, ...) for a liquid or
+            recurrent model that reads patches of `rows` rows of `channels` values
+            (`n_inputs = rows * channels`) through convolutions; None: the patches as they
+            are. A recurrent baseline gets the same stem, its `budget` less the stem's
+            parameters left to the recurrent layer.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         liquid = {"backbone_layers": backbone_layers, "mixed_memory": mixed_memory, "pool": pool}
-        return _build(
-            name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed, liquid
-        )
+        if stem is None or name in NAIVE:
+            return _build(
+                name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed,
+                liquid,
+            )  # fmt: skip
+        conv = PatchConv(**stem)
+        if n_inputs != conv.rows * conv.channels:
+            raise ValueError(
+                f"a stem over patches of {conv.rows} rows of {conv.channels} values needs "
+                f"{conv.rows * conv.channels} inputs per step; got {n_inputs}"
+            )
+        if budget is not None:
+            budget = max(1, budget - parameter_count(conv))
+        net = _build(
+            name, conv.filters, n_outputs, units, target_index, horizon, season, budget, seed,
+            liquid,
+        )  # fmt: skip
+        return Stemmed(conv, net)
 
 
 def _build(name, n_inputs, n_outputs, units, target_index, horizon, season, budget, seed, liquid):
