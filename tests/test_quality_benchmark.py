@@ -63,3 +63,26 @@ def test_the_readme_runs_the_benchmark_with_its_own_options():
         assert (ROOT / script).is_file() and script == "benchmarks/quality.py"
         options = bench.parser().parse_args(args)  # a misspelt option exits here
         assert set(options.suite.split(",")) <= set(bench.SUITES)
+
+
+def test_the_verdicts_on_seed_medians_use_each_trained_models_median():
+    bench = benchmark_scripts.load("quality")
+    series = {
+        "series": "s",
+        "horizon": 1,
+        "mae": {"liquid": 2.0, "lstm": 1.0, "gru": 1.5, "naive": 3.0, "AutoETS": 2.5},
+        "seed_mae": {"liquid": [2.0, 0.9, 1.0], "lstm": [1.0, 1.2, 1.3], "gru": [1.5, 1.6, 1.4]},
+    }
+    default = bench.summarise([series])
+    assert default["geomean_ratio_rnn"] == pytest.approx(2.0)  # seed 0: 2.0 / 1.0
+    medians = bench.summarise([series], medians=True)
+    assert medians["geomean_ratio_rnn"] == pytest.approx(1.0 / 1.2)  # medians 1.0 / 1.2
+    assert medians["geomean_ratio_stat"] == pytest.approx(1.0 / 2.5)
+    assert series["ratio_rnn"] == pytest.approx(2.0)  # the table keeps the default run's
+    assert "| s | 2 / 0.9 / 1 | 1 / 1.2 / 1.3 | 1.5 / 1.6 / 1.4 | 0.833 |" in bench.seed_table(
+        [series]
+    )
+    with pytest.raises(SystemExit):
+        bench.parser().parse_args(["--seeds", "x"])
+    with pytest.raises(SystemExit):
+        bench.main(["--suite", "forecast", "--seeds", "0"])
