@@ -86,3 +86,22 @@ def test_the_verdicts_on_seed_medians_use_each_trained_models_median():
         bench.parser().parse_args(["--seeds", "x"])
     with pytest.raises(SystemExit):
         bench.main(["--suite", "forecast", "--seeds", "0"])
+
+
+def test_forecast_variants_compares_options_against_the_runs_baselines(tmp_path):
+    bench = benchmark_scripts.load("forecast_variants")
+    out = tmp_path / "v.json"
+    quick = '{"units": 8, "train": {"max_epochs": 2}}'
+    assert bench.main(["--series", "lynx", "--variant", f"small={quick}", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    lynx = report["series"]["lynx"]
+    assert set(lynx) == {"default", "lstm", "gru", "small"}
+    # the baselines get the default model's adapted lookback and its parameter count
+    assert lynx["lstm"]["adapted"]["lookback"] == lynx["default"]["adapted"]["lookback"]
+    assert abs(lynx["gru"]["parameters"] / lynx["default"]["parameters"] - 1) < 0.1
+    assert lynx["small"]["parameters"] < lynx["default"]["parameters"]
+    for part in ("val", "test"):
+        ratio = lynx["default"][part] / min(lynx["lstm"][part], lynx["gru"][part])
+        assert report["summary"]["default"][part]["geomean_ratio_rnn"] == pytest.approx(ratio)
+    with pytest.raises(SystemExit):
+        bench.parser().parse_args(["--variant", "no-json"])
