@@ -235,6 +235,55 @@ def test_the_stem_convolves_the_rows_inside_the_patches_as_one_series():
         PatchConv(channels=1, rows=2, kernel=4)
 
 
+def test_a_dilated_stem_sees_longer_shapes_with_the_same_weights():
+    import torch
+
+    from liquidnets.tasks.models import PatchConv
+
+    def reach(dilation: int) -> int:
+        """How far from a row a change of input still moves that row's features."""
+        stem = PatchConv(channels=1, rows=1, filters=3, kernel=3, dilation=dilation).eval()
+        x = torch.randn(1, 41, 1)
+        base = stem(x)[0, 20]
+        far = 0
+        for d in range(1, 20):
+            y = x.clone()
+            y[0, 20 + d] += 1.0
+            if not torch.allclose(stem(y)[0, 20], base):
+                far = d
+        return far
+
+    # two convolutions of width 3: one row each side, then one (d=1) or two (d=2) more
+    assert reach(1) == 2 and reach(2) == 3 and reach(3) == 4
+    plain, dilated = PatchConv(1, 1, 4, dilation=1), PatchConv(1, 1, 4, dilation=2)
+    assert sum(p.numel() for p in plain.parameters()) == sum(
+        p.numel() for p in dilated.parameters()
+    )
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="dilation"):
+            PatchConv(1, 1, 4, dilation=bad)
+
+
+def test_a_per_series_stem_is_dilated_and_models_saved_before_keep_theirs(tmp_path):
+    frame = shapes(n=30)
+    assert Classifier("cfc", per="series").dilation == 2
+    with pytest.raises(ValueError, match="dilation"):
+        Classifier("cfc", per="series", dilation=0)
+    clf = Classifier("cfc", per="series", ensemble=1, stem=4, units=8, dilation=1,
+                     train={**FAST, "max_epochs": 2})  # fmt: skip
+    clf.fit(frame, label="kind", time="t", id="sid")
+    clf.save(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    assert config.pop("dilation") == 1
+    path.write_text(json.dumps(config))  # as a model saved before the option existed
+    loaded = Classifier.load(tmp_path / "old")
+    assert loaded.dilation == 1 and loaded.net.stem.convs[3].dilation == (1,)
+    assert np.allclose(
+        loaded.predict_proba(frame)[clf.classes], clf.predict_proba(frame)[clf.classes], atol=1e-5
+    )
+
+
 def test_a_convolutional_stem_is_learnt_saved_and_given_to_the_baselines(tmp_path):
     from liquidnets.tasks.models import PatchConv, Stemmed, parameter_count
 
@@ -248,6 +297,7 @@ def test_a_convolutional_stem_is_learnt_saved_and_given_to_the_baselines(tmp_pat
     clf.save(tmp_path / "stem")
     again = Classifier.load(tmp_path / "stem")
     assert again.stem == 8 and again.config()["stem"] == 8
+    assert again.dilation == 2 and again.net.stem.convs[3].dilation == (2,)
     assert np.allclose(
         again.predict_proba(frame)[clf.classes], clf.predict_proba(frame)[clf.classes], atol=1e-5
     )

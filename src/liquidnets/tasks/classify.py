@@ -68,7 +68,7 @@ class PriorNet(nn.Module):
 # 0.819 when all three validate on the same series).
 SERIES = {
     "units": 64, "backbone_layers": 0, "pool": "mean+max", "max_steps": 16, "ensemble": 3,
-    "stem": 64, "cross_fit": True,
+    "stem": 64, "dilation": 2, "cross_fit": True,
 }  # fmt: skip
 WINDOW = {"units": 32, "backbone_layers": None, "pool": "last", "ensemble": 1, "stem": None}
 SERIES_TRAIN = {"batch_size": 16, "max_epochs": 200, "patience": 30}
@@ -115,6 +115,8 @@ class Classifier:
         cross_fit: with `per="series"` and `ensemble > 1`, each member validates (stops
             early) on its own draw of the training series, and trains on the rest; the test
             series are the same for all. None: on per series, off per window.
+        dilation: the stem's second convolution reads every `dilation`-th row (see
+            `models.PatchConv`). None: 2 per series (models saved before it: 1).
         train: a `TrainConfig`, or keyword arguments of one (the loss is cross-entropy);
             per series, unset `batch_size`, `max_epochs` and `patience` default to 16, 200
             and 30.
@@ -137,6 +139,7 @@ class Classifier:
         ensemble: int | None = None,
         stem: int | str | None = AUTO,
         cross_fit: bool | None = None,
+        dilation: int | None = None,
         train: TrainConfig | dict | None = None,
     ):
         known = (*_models.LIQUID, *_models.RECURRENT, "naive")
@@ -168,6 +171,10 @@ class Classifier:
                 f"number, and needs per='series'; got {stem!r} with per={per!r}"
             )
         self.stem = None if stem is None else int(stem)
+        dilation = recipe.get("dilation", 1) if dilation is None else dilation
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+            raise ValueError(f"dilation must be a positive whole number; got {dilation!r}")
+        self.dilation = dilation
         self.cross_fit = bool(recipe.get("cross_fit", False) if cross_fit is None else cross_fit)
         self.model, self.lookback, self.stride = model, lookback, stride
         self.units, self.budget, self.per = units, budget, per
@@ -224,7 +231,10 @@ class Classifier:
         stem = None
         if self.stem is not None:
             rows = self.downsample if self.reduce == "patch" else 1
-            stem = {"channels": n_columns, "rows": rows, "filters": self.stem}
+            stem = {
+                "channels": n_columns, "rows": rows, "filters": self.stem,
+                "dilation": self.dilation,
+            }  # fmt: skip
         return _models.build(
             self.model, n_inputs=width, n_outputs=len(self.classes), units=self.units,
             budget=budget, seed=self.train_config.seed + k, pool=self.pool,
@@ -422,7 +432,7 @@ class Classifier:
             "downsample": self.downsample, "reduce": self.reduce, "pool": self.pool,
             "backbone_layers": self.backbone_layers, "mixed_memory": self.mixed_memory,
             "ensemble": self.ensemble, "stem": self.stem, "cross_fit": self.cross_fit,
-            "train": self.train_config.to_dict(),
+            "dilation": self.dilation, "train": self.train_config.to_dict(),
             "n_inputs": len(self.spec["columns"]),
         }  # fmt: skip
 
@@ -452,6 +462,7 @@ class Classifier:
             pool=config.get("pool", "last"), backbone_layers=config.get("backbone_layers"),
             mixed_memory=config.get("mixed_memory", False), ensemble=config.get("ensemble", 1),
             stem=config.get("stem"), cross_fit=config.get("cross_fit", False),
+            dilation=config.get("dilation", 1),
         )  # fmt: skip
         self.whole = config.get("whole_series", False)
         self.downsample = config.get("downsample", 1)

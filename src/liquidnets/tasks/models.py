@@ -128,7 +128,10 @@ class PatchConv(nn.Module):
     convolutions of width `kernel` (each with batch normalisation and a ReLU, as in the
     fully convolutional baseline of Wang et al., IJCNN 2017) find local shapes anywhere in
     the series, and the maximum of each of the `filters` features over a patch says whether
-    its shape occurred there. The liquid layer then reads one step per patch, as the NCP of
+    its shape occurred there. With `dilation=d`, convolution `i` (from 0) reads every
+    `d**i`-th row, so two layers of width 7 see 19 rows at `d=2` instead of 13: longer
+    shapes for the same weights (the dilated convolutions of WaveNet, van den Oord et al.,
+    2016). The liquid layer then reads one step per patch, as the NCP of
     Lechner et al. (Nature MI 2020) read the features of a convolutional head.
 
         >>> stem = PatchConv(channels=2, rows=4, filters=8)
@@ -137,17 +140,28 @@ class PatchConv(nn.Module):
     """
 
     def __init__(
-        self, channels: int, rows: int, filters: int = 32, kernel: int = 7, layers: int = 2
+        self,
+        channels: int,
+        rows: int,
+        filters: int = 32,
+        kernel: int = 7,
+        layers: int = 2,
+        dilation: int = 1,
     ):
         super().__init__()
         if kernel % 2 == 0 or kernel < 1:
             raise ValueError(f"kernel must be a positive odd width; got {kernel}")
+        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+            raise ValueError(f"dilation must be a positive whole number; got {dilation!r}")
         self.channels, self.rows = channels, rows
         blocks: list[nn.Module] = []
         width = channels
-        for _ in range(layers):
+        for i in range(layers):
+            d = dilation**i  # "same" padding keeps every row's position
             blocks += [
-                nn.Conv1d(width, filters, kernel, padding=kernel // 2, bias=False),
+                nn.Conv1d(
+                    width, filters, kernel, padding=d * (kernel // 2), dilation=d, bias=False
+                ),
                 nn.BatchNorm1d(filters),
                 nn.ReLU(),
             ]
