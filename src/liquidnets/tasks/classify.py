@@ -173,9 +173,7 @@ class Classifier:
             )
         self.stem = None if stem is None else int(stem)
         dilation = recipe.get("dilation", 1) if dilation is None else dilation
-        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(f"dilation must be a positive whole number; got {dilation!r}")
-        self.dilation = dilation
+        self.dilation = _models.check_dilation(dilation)  # refused here, before any fitting
         self.cross_fit = bool(recipe.get("cross_fit", False) if cross_fit is None else cross_fit)
         self.model, self.lookback, self.stride = model, lookback, stride
         self.units, self.budget, self.per = units, budget, per

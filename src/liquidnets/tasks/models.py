@@ -118,6 +118,14 @@ class LiquidNet(nn.Module):
         return self.head(y)
 
 
+def check_dilation(dilation) -> int:
+    """`dilation` if it is a positive whole number (a stem's dilation factor), else a
+    one-line `ValueError`."""
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"dilation must be a positive whole number; got {dilation!r}")
+    return dilation
+
+
 class PatchConv(nn.Module):
     """Learned local shapes before the recurrent layer: convolutions over the rows of a
     series, read at full resolution out of patches of `rows` rows, then each feature's
@@ -151,8 +159,7 @@ class PatchConv(nn.Module):
         super().__init__()
         if kernel % 2 == 0 or kernel < 1:
             raise ValueError(f"kernel must be a positive odd width; got {kernel}")
-        if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation < 1:
-            raise ValueError(f"dilation must be a positive whole number; got {dilation!r}")
+        check_dilation(dilation)
         self.channels, self.rows = channels, rows
         blocks: list[nn.Module] = []
         width = channels
