@@ -314,15 +314,20 @@ def _workflow_commands(cli, click) -> None:
     @click.argument("run_dir", type=click.Path(file_okay=False))
     @config
     @data
+    @click.option(
+        "--out", help="The folder to write the results to; default: RUN_DIR/evaluations/<time>."
+    )
+    @click.option("--overwrite", is_flag=True, help="Replace an earlier evaluation at --out.")
     @as_json
-    def evaluate(run_dir, data, as_json):
+    def evaluate(run_dir, data, out, overwrite, as_json):
         """Evaluate every model of a run on the test period of a file (the run's split),
-        beside its baselines, and print the table."""
+        beside its baselines, and print the table. The results go to a new folder; the run's
+        own training results are never changed."""
         from liquidnets.tasks.run import evaluate_run
 
         with guard():
-            result = evaluate_run(run_dir, data)
-        _print_result(click, result, as_json, run_dir)
+            result = evaluate_run(run_dir, data, out, overwrite=overwrite)
+        _print_result(click, result, as_json, result["folder"], "results in")
 
     @cli.command(
         epilog="\b\nExample:\n    liquidnets predict runs/co2 --data examples/sensor_readings.csv "
@@ -426,14 +431,14 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def _print_result(click, result: dict, as_json: bool, where) -> None:
-    import json
+def _print_result(click, result: dict, as_json: bool, where, what: str = "run folder") -> None:
+    from liquidnets.io.atomic import dumps
 
     if as_json:
-        click.echo(json.dumps({"rows": result["rows"]}, indent=2, default=float))
+        click.echo(dumps({"rows": result["rows"]}))
     else:
         click.echo(result["table"])
-        click.echo(f"\nrun folder: {where}")
+        click.echo(f"\n{what}: {where}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,7 +22,7 @@ from torch import nn
 
 from liquidnets.cells import CfCCell, LTCCell, WiredCfCCell
 from liquidnets.cells.solvers import SemiImplicit, integrate
-from liquidnets.io.atomic import new_file
+from liquidnets.io.atomic import distinct, dumps, new_file
 from liquidnets.layers import LTC, CfC
 from liquidnets.runtime import FORMAT, VERSION  # the reader's format, written here
 
@@ -382,9 +382,19 @@ def export(
         `path`.
     """
     path = Path(path)
-    format = format or {".onnx": "onnx", ".npz": "numpy"}.get(path.suffix)
-    if format not in ("onnx", "numpy"):
+    suffixes = {"onnx": ".onnx", "numpy": ".npz"}
+    format = format or {v: k for k, v in suffixes.items()}.get(path.suffix)
+    if format not in suffixes:
         raise ValueError(f"{path}: say format='onnx' or 'numpy' (or use .onnx / .npz)")
+    if path.suffix != suffixes[format]:  # loaders go by the name: an ONNX file named .npz fails
+        raise ValueError(
+            f"{path}: a {format} export is named *{suffixes[format]}; got {path.suffix or 'none'}"
+        )
+    if isinstance(model, (str, Path)):
+        distinct({"--out": path, "its sidecar": path.with_name(path.name + ".json")},
+                 {"the model folder": model}, inside=False)  # fmt: skip
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the file to write")
     sidecar = path.with_name(path.name + ".json")
     if not overwrite and (path.exists() or sidecar.exists()):
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
@@ -413,7 +423,7 @@ def export(
             if quantize:
                 _onnx_int8_weights(tmp)
     with new_file(sidecar) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.write_text(dumps(meta) + "\n")
     return path
 
 

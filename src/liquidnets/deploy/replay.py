@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from liquidnets.data.table import MASK_SUFFIX
-from liquidnets.deploy.stream import StreamPredictor
-from liquidnets.io.atomic import new_file
+from liquidnets.deploy.stream import SNAPSHOT, StreamPredictor
+from liquidnets.io.atomic import distinct, new_file
 from liquidnets.tasks._common import load_like
 from liquidnets.tasks.metrics import format_table
 from liquidnets.tasks.run import RunError
@@ -71,9 +71,18 @@ def replay(
         "table": str}` with errors as mean absolute one-step errors over all targets.
     """
     out = Path(out)
+    inputs = {"--data": data, "the run folder": run_dir}
+    distinct({"--out": out, "--snapshot": snapshot}, inputs)
+    distinct({"--snapshot": snapshot}, {"--out": out})
+    if out.is_dir():
+        raise RunError(f"--out {out} is a folder; give the CSV file to write")
     for path in (out, snapshot):
         if path is not None and Path(path).exists() and not overwrite:
             raise RunError(f"{path} exists; pass --overwrite to replace it")
+    if snapshot is not None and Path(snapshot).exists() and not SNAPSHOT.recognises(Path(snapshot)):
+        raise RunError(
+            f"--snapshot {snapshot} is not a stream snapshot; --overwrite replaces only one"
+        )
     live = StreamPredictor.from_run(run_dir, model=model, adapt=adapt, **adapt_fields)
     frozen = None
     if live.config.policy != "off":

@@ -39,13 +39,18 @@ from liquidnets.data import DataError
 from liquidnets.data.table import MASK_SUFFIX
 from liquidnets.deploy import adapt as _adapt
 from liquidnets.deploy.drift import detector_from_state, make_detector
-from liquidnets.io.atomic import new_folder
+from liquidnets.io.atomic import Kind, claim, dumps
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.forecast import Forecaster
-from liquidnets.tasks.run import jsonable
 
 FORMAT = "liquidnets-stream"
 VERSION = 1
+SNAPSHOT = Kind(
+    "stream snapshot",
+    "stream.json",
+    frozenset({"model", "stream.st", "stream.json"}),
+    lambda meta: meta.get("format") == FORMAT,
+)
 
 
 @dataclass
@@ -435,10 +440,12 @@ class StreamPredictor:
             self.streams.pop(str(stream), None)
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save(self, path) -> Path:
+    def save(self, path, *, overwrite: bool = True) -> Path:
         """Snapshot everything to the folder `path`, atomically (written beside it, then
-        renamed over it): the current weights (`model/`, a model bundle), every stream's
-        state and recent rows, the replay buffer, the detector and the counters."""
+        swapped in): the current weights (`model/`, a model bundle), every stream's state and
+        recent rows, the replay buffer, the detector and the counters. An earlier snapshot
+        there is replaced (unless `overwrite=False`); any other folder is refused (see
+        `liquidnets.io.atomic.claim`)."""
         from safetensors.numpy import save_file
 
         path = Path(path)
@@ -491,10 +498,10 @@ class StreamPredictor:
             "drift_at": self.drift_at,
             "events": self.events,
         }
-        with new_folder(path) as tmp:
+        with claim(path, SNAPSHOT, overwrite=overwrite) as tmp:
             self.model.save(tmp / "model")
             save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp / "stream.st")
-            (tmp / "stream.json").write_text(json.dumps(meta, indent=1, default=jsonable) + "\n")
+            (tmp / "stream.json").write_text(dumps(meta, indent=1) + "\n")
         return path
 
     @classmethod

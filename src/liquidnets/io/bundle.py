@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from liquidnets.io.atomic import new_folder
+from liquidnets.io.atomic import Kind, claim, dumps
 
 FORMAT = "liquidnets-model"
 VERSION = 1  # bump when the layout changes; load_bundle reads this version and older ones
 FILES = ("model.safetensors", "config.json", "metadata.json")
+MODEL = Kind("model", FILES[1], frozenset(FILES), lambda config: config.get("format") == FORMAT)
 
 
 class BundleError(ValueError):
@@ -51,7 +52,8 @@ def save_bundle(
         config: JSON-able description that rebuilds the network; the format, its version, the
             library version and every weight's shape are added to it.
         metadata: JSON-able data the model needs around it (scalers, column names, ...).
-        overwrite: replace an existing folder; otherwise that is a `FileExistsError`.
+        overwrite: replace an existing model folder (and nothing else: see
+            `liquidnets.io.atomic.claim`); otherwise that is a `FileExistsError`.
 
     Returns:
         The folder's path.
@@ -59,8 +61,9 @@ def save_bundle(
     from safetensors.torch import save_file
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise BundleError(f"{path}: weight {bad[0]} is not finite (NaN or infinite); not saved")
     config = {
         **config,
         "format": FORMAT,
@@ -68,11 +71,11 @@ def save_bundle(
         "liquidnets_version": _library_version(),
         "shapes": {k: list(v.shape) for k, v in weights.items()},
     }
-    with new_folder(path) as tmp:
+    with claim(path, MODEL, overwrite=overwrite) as tmp:
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
         save_file(tensors, str(tmp / FILES[0]))
-        (tmp / FILES[1]).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        (tmp / FILES[2]).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+        (tmp / FILES[1]).write_text(dumps(config, sort_keys=True) + "\n")
+        (tmp / FILES[2]).write_text(dumps(metadata, sort_keys=True) + "\n")
     return path
 
 
@@ -123,5 +126,10 @@ def load_bundle(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, dict]:
             raise BundleError(
                 f"{path}: tensor {name} has shape {list(tensor.shape)}, config.json says "
                 f"{shapes[name]}"
+            )
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise BundleError(
+                f"{path / FILES[0]}: weight {name} holds NaN or infinite values; the model it "
+                "came from diverged in training, so it is not loaded"
             )
     return weights, config, metadata

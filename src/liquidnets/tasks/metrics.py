@@ -112,10 +112,11 @@ def forecast_metrics(
       forecast on `y_train` (`mean |y_t - y_{t-season}|`), averaged over the columns;
     - `r2`: per target column `1 - SSE / SST`, averaged over the columns.
 
-    A column whose MASE scale or R² total sum of squares is 0 (a constant training series,
-    a constant target) has no value; the averages run over the other columns, and are NaN when
-    no column has one. MASE is also NaN without `y_train`, or when it has no pair of values
-    `season` apart.
+    A forecast that is NaN or infinite anywhere is a failure: every metric is then NaN (never
+    a term of 0). A column whose MASE scale or R² total sum of squares is 0 (a constant
+    training series, a constant target) has no value; the averages run over the other columns,
+    and are NaN when no column has one. MASE is also NaN without `y_train`, or when it has no
+    pair of values `season` apart.
 
     Args:
         y_true: actual values, `(N,)` or `(N, n_targets)`.
@@ -145,6 +146,8 @@ def forecast_metrics(
     if actual.size == 0:
         raise ValueError("forecast_metrics needs at least one value, got an empty input")
 
+    if not np.isfinite(predicted).all():  # a model that diverged failed: no score at all
+        return dict.fromkeys(("mae", "rmse", "smape", "mase", "r2"), _NAN)
     error = actual - predicted  # (N, n_targets)
     abs_error = np.abs(error)
     denominator = np.abs(actual) + np.abs(predicted)
@@ -259,7 +262,8 @@ def classification_metrics(y_true: ArrayLike, proba: ArrayLike) -> dict[str, flo
     ROC AUC of `proba[:, 1]` for two classes, else the mean of the one-vs-rest AUCs of the
     classes with both positives and negatives in `y_true`; each AUC is computed from ranks with
     ties averaged (the Mann-Whitney U statistic), so a tie counts one half. AUROC is NaN when no
-    class qualifies (a single class in `y_true`).
+    class qualifies (a single class in `y_true`). Probabilities that are NaN or infinite
+    anywhere (a diverged model) make every metric NaN.
 
     Args:
         y_true: true class indices, `(N,)`, in `[0, K)`.
@@ -284,6 +288,8 @@ def classification_metrics(y_true: ArrayLike, proba: ArrayLike) -> dict[str, flo
     if n == 0:
         raise ValueError("classification_metrics needs at least one sample, got an empty input")
 
+    if not np.isfinite(scores).all():  # NaN probabilities: a failed model, not class 0
+        return dict.fromkeys(("accuracy", "macro_f1", "auroc"), _NAN)
     predicted = scores.argmax(axis=1)
     matrix = confusion_matrix(truth, predicted, k)
     tp = np.diag(matrix)

@@ -11,12 +11,18 @@ The run folder:
     logs/                  Lightning's CSV logs (and TensorBoard's, when installed)
     plots/*.png            forecast against actual, residuals, training curves
 
-It is built in a temporary folder beside its final place and renamed at the end, so a failed
-run leaves nothing half-written, and an existing folder is only replaced with `overwrite=True`.
+    evaluations/<time>/    what `evaluate` measured later (metrics, plots, evaluation.json)
+
+It is built in a temporary folder beside its final place and moved there at the end, so a
+failed run leaves nothing half-written. The folder is claimed from the start
+(`liquidnets.io.atomic.claim`): a second run to the same folder fails at once, and an existing
+folder is only replaced with `overwrite=True`, and only when it is a run holding nothing a run
+does not write.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -24,7 +30,7 @@ import numpy as np
 
 from liquidnets.data import load_series
 from liquidnets.data.windows import until_json
-from liquidnets.io.atomic import new_file, new_folder
+from liquidnets.io.atomic import Kind, claim, distinct, dumps, new_file
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.anomaly import AnomalyDetector
@@ -73,21 +79,25 @@ class RunError(ValueError):
     """A run folder that cannot be written or read (one line)."""
 
 
+RUN = Kind(
+    "run", "config.json",
+    frozenset({"config.json", "metrics.json", "metrics.md", "models", "logs", "plots",
+               "evaluations"}),
+    lambda config: "task" in config and "models" in config,
+)  # fmt: skip
+EVALUATION = Kind(
+    "evaluation", "evaluation.json",
+    frozenset({"evaluation.json", "metrics.json", "metrics.md", "plots"}),
+    lambda meta: meta.get("format") == "liquidnets-evaluation",
+)  # fmt: skip
+
+
 def _task_class(task: str):
     return {"forecast": Forecaster, "classify": Classifier, "anomaly": AnomalyDetector}[task]
 
 
 def _write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=jsonable) + "\n")
-
-
-def jsonable(value):
-    """`json.dumps(default=...)` for numpy scalars and arrays."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    path.write_text(dumps(data, sort_keys=True) + "\n")  # strict: NaN is written as null
 
 
 def _baselines(settings: dict) -> list[str]:
@@ -138,11 +148,10 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise RunError(f"--tolerance must be a whole number of readings >= 0; got {tolerance!r}")
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise RunError(f"{out} exists; pass --overwrite to replace it")
-    series = _load(data, settings)
-    settings["time_unit"] = series.time_unit
-    with new_folder(out) as tmp:
+    distinct({"--out": out}, {"--data": data})
+    with claim(out, RUN, overwrite=overwrite) as tmp:  # refused here, before any training
+        series = _load(data, settings)
+        settings["time_unit"] = series.time_unit
         return _train_into(tmp, series, settings)
 
 
@@ -279,11 +288,30 @@ def load_run(run_dir) -> tuple[dict, dict]:
     return settings, {name: cls.load(run_dir / "models" / name) for name in settings["models"]}
 
 
-def evaluate_run(run_dir, data) -> dict:
+def evaluate_run(run_dir, data, out=None, *, overwrite: bool = False) -> dict:
     """Every model of the run on the test period of `data` (the split the run was made with):
-    the same rows and table as `train_run` returns; plots are rewritten in the run folder."""
+    the same rows and table as `train_run` returns, plus `"folder"`, where they were written.
+
+    The run's own training results are never changed: the metrics and plots go to a new
+    folder, `out`, or by default `<run_dir>/evaluations/<UTC time>/`, with an
+    `evaluation.json` saying which run and data they measure."""
     settings, models = load_run(run_dir)
-    return _evaluate(Path(run_dir), models, _load(data, settings), settings)
+    run_dir = Path(run_dir)
+    if out is None:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        out = run_dir / "evaluations" / stamp
+    else:
+        distinct({"--out": out}, {"--data": data, "the run folder": run_dir})
+    series = _load(data, settings)
+    with claim(out, EVALUATION, overwrite=overwrite) as tmp:
+        about = {
+            "format": "liquidnets-evaluation", "run": str(run_dir.resolve()),
+            "data": str(Path(data).resolve()) if isinstance(data, (str, Path)) else "<frame>",
+            "time": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        }  # fmt: skip
+        _write_json(tmp / "evaluation.json", about)
+        result = _evaluate(tmp, models, series, settings)
+    return {**result, "folder": str(out)}
 
 
 def _load(data, settings: dict, split: bool = True):
@@ -309,10 +337,13 @@ def predict_run(run_dir, data, out, *, overwrite: bool = False, future=None) -> 
 
     `future`: for a forecaster with future covariates, their values over the horizon after
     the end (a file or DataFrame; see `Forecaster.predict`'s `futr_df`)."""
-    settings, models = load_run(run_dir)
     out = Path(out)
+    distinct({"--out": out}, {"--data": data, "the run folder": run_dir, "--future-data": future})
+    if out.is_dir():
+        raise RunError(f"--out {out} is a folder; give the CSV file to write")
     if out.exists() and not overwrite:
         raise RunError(f"{out} exists; pass --overwrite to replace it")
+    settings, models = load_run(run_dir)
     model = models[settings["model"]]
     if future is not None and settings["task"] != "forecast":
         raise RunError(f"--future-data is for forecasts; this run is a {settings['task']} run")

@@ -23,6 +23,32 @@ from torch import nn
 MISSING = "training needs PyTorch Lightning; install it with: pip install 'liquidnets[workflow]'"
 
 
+class TrainingError(ValueError):
+    """A training that gave no usable model (its validation loss was never finite): one line
+    naming the likely cause."""
+
+
+def _diverged(epochs: int, train: tuple, config: TrainConfig) -> str:
+    """Why a validation loss was never finite, as far as the data tell: one line."""
+    x, dt, y = np.asarray(train[0]), np.asarray(train[1]), np.asarray(train[-1])
+    hints = []
+    if not np.isfinite(x).all():
+        hints.append("the inputs hold NaN or infinite values (see --missing)")
+    elapsed = np.abs(dt[np.isfinite(dt)])
+    if elapsed.size and elapsed.max() > 1e4:
+        hints.append(
+            f"the time between rows reaches {elapsed.max():.3g} time units, so the cells' "
+            "time constants saturate (check --time-unit)"
+        )
+    if y.dtype.kind == "f" and np.isfinite(y).all() and y.size and np.abs(y).max() > 1e6:
+        hints.append(f"the targets reach {np.abs(y).max():.3g} after scaling (check the data)")
+    hints.append(f"the learning rate {config.lr:g} may be too large (try a smaller --lr)")
+    return (
+        f"training diverged: the validation loss was not finite in any of {max(epochs, 1)} "
+        f"epoch(s), so no model was kept; {'; '.join(hints)}"
+    )
+
+
 @dataclass
 class TrainConfig:
     """How to train. Every field has a CLI flag of the same name (dashes for underscores).
@@ -188,6 +214,10 @@ def fit(
 
     Returns:
         `{"train_loss": [...], "val_loss": [...], "best_epoch": int, "epochs": int}`.
+
+    Raises:
+        TrainingError: when no epoch's validation loss was finite (the weights diverged):
+            there is no model to keep.
     """
     if not available():
         raise RuntimeError(MISSING)
@@ -243,8 +273,12 @@ def fit(
             module.load_state_dict(trainer.strategy.broadcast(state))
         epochs = trainer.current_epoch
     scores = history.history["val_loss"]
+    if not any(np.isfinite(scores)):
+        raise TrainingError(_diverged(len(scores), train, config))
     return {
         **history.history,
-        "best_epoch": int(np.argmin(scores)) if scores else 0,
+        "best_epoch": int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
+        if scores
+        else 0,
         "epochs": int(epochs),
     }

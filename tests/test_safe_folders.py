@@ -1,0 +1,250 @@
+"""Nothing lost: folders are claimed by one writer, `--overwrite` replaces only what is ours,
+outputs never land on inputs, a kill at any step of the swap leaves a complete folder, and
+`evaluate` never changes a run's recorded results."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from liquidnets.io.atomic import FolderError, Kind, claim, distinct, dumps, write_json
+
+THING = Kind("thing", "thing.json", frozenset({"thing.json", "data.txt"}),
+             lambda meta: meta.get("format") == "thing")  # fmt: skip
+
+
+def make_thing(path: Path, text: str, *, overwrite=False) -> None:
+    with claim(path, THING, overwrite=overwrite) as tmp:
+        (tmp / "thing.json").write_text(json.dumps({"format": "thing"}))
+        (tmp / "data.txt").write_text(text)
+
+
+def test_a_second_writer_fails_at_once_and_the_first_one_lands(tmp_path):
+    target = tmp_path / "t"
+    with claim(target, THING) as tmp:
+        with pytest.raises(FolderError, match=f"being written by another .*pid {os.getpid()}"):
+            make_thing(target, "second")
+        (tmp / "thing.json").write_text(json.dumps({"format": "thing"}))
+    assert (target / "thing.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]  # no lock or temporary left
+
+
+def test_overwrite_replaces_only_a_folder_of_the_same_kind_holding_only_its_files(tmp_path):
+    make_thing(tmp_path / "t", "one")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        make_thing(tmp_path / "t", "two")
+    make_thing(tmp_path / "t", "two", overwrite=True)
+    assert (tmp_path / "t" / "data.txt").read_text() == "two"
+
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "important.txt").write_text("keep me")
+    with pytest.raises(FolderError, match="not a liquidnets thing"):
+        make_thing(decoy, "x", overwrite=True)
+    (tmp_path / "t" / "notes.txt").write_text("mine")
+    with pytest.raises(FolderError, match=r"holds 'notes\.txt'"):
+        make_thing(tmp_path / "t", "three", overwrite=True)
+    (tmp_path / "file").write_text("a file")
+    with pytest.raises(FolderError, match="not a folder"):
+        make_thing(tmp_path / "file", "x", overwrite=True)
+    assert (decoy / "important.txt").read_text() == "keep me"
+    assert (tmp_path / "t" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "file").read_text() == "a file"
+
+
+def test_an_output_on_an_input_is_refused(tmp_path):
+    data = tmp_path / "in.csv"
+    with pytest.raises(FolderError, match=r"--out .*in\.csv is --data"):
+        distinct({"--out": data}, {"--data": data})
+    with pytest.raises(FolderError, match="lies inside the run folder"):
+        distinct({"--out": tmp_path / "run" / "x.csv"}, {"the run folder": tmp_path / "run"})
+    distinct({"--out": tmp_path / "out.csv"}, {"--data": data, "x": None})  # fine
+
+
+def test_json_is_strict():
+    text = dumps({"a": float("nan"), "b": [np.float32(1.5), float("inf")], "c": np.arange(2)})
+    assert json.loads(text) == {"a": None, "b": [1.5, None], "c": [0, 1]}
+    assert "NaN" not in text and "Infinity" not in text
+
+
+KILLER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from pathlib import Path
+    from liquidnets.io import atomic
+
+    where, step = Path(sys.argv[1]), sys.argv[2]
+    kind = atomic.Kind("thing", "thing.json", frozenset({"thing.json", "data.txt"}),
+                       lambda meta: meta.get("format") == "thing")
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if step == "aside":  # the portable swap, killed between its two renames
+        atomic._exchange = lambda a, b: False
+        real = os.replace
+        def replace(a, b):
+            real(a, b)
+            die()
+        atomic.os.replace = replace
+    elif step == "exchanged":  # the atomic swap done, the old folder not yet removed
+        real = atomic._exchange
+        def exchange(a, b):
+            assert real(a, b)
+            die()
+        atomic._exchange = exchange
+    with atomic.claim(where, kind, overwrite=True) as tmp:
+        (tmp / "thing.json").write_text(json.dumps({"format": "thing"}))
+        (tmp / "data.txt").write_text("new")
+        if step == "building":
+            die()
+    """
+)
+
+
+@pytest.mark.parametrize("step", ["building", "aside", "exchanged"])
+def test_a_kill_at_any_step_of_the_swap_leaves_a_complete_folder(tmp_path, step):
+    target = tmp_path / "t"
+    make_thing(target, "old")
+    done = subprocess.run([sys.executable, "-c", KILLER, str(target), step], check=False)
+    assert done.returncode == -9
+    if step == "aside":
+        assert not target.exists()  # between the renames: the old one sits aside, and ...
+    else:
+        assert (target / "data.txt").read_text() == ("old" if step == "building" else "new")
+    make_thing(target, "next", overwrite=True)  # ... the next claim puts it back and cleans up
+    assert (target / "data.txt").read_text() == "next"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+# -- the commands ------------------------------------------------------------------------------
+click = pytest.importorskip("click")
+pytest.importorskip("lightning")
+
+
+@pytest.fixture(scope="module")
+def csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "d.csv"
+    t = np.arange(160.0)
+    noise = 0.1 * np.random.default_rng(0).normal(size=t.size)
+    pd.DataFrame({"t": t, "y": np.sin(t / 5) + noise}).to_csv(path, index=False)
+    return path
+
+
+def cli(*args):
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    return CliRunner().invoke(build_cli(), [str(a) for a in args])
+
+
+def train(csv, out, *extra):
+    return cli("train", "--data", csv, "--time", "t", "--target", "y", "--max-epochs", 2,
+               "--no-baselines", "--out", out, *extra)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(csv, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = train(csv, out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_train_refuses_a_folder_being_written_and_one_that_is_not_a_run(csv, run, tmp_path):
+    from liquidnets.tasks.run import RUN
+
+    with claim(tmp_path / "busy", RUN):
+        result = train(csv, tmp_path / "busy")
+    assert result.exit_code == 1 and "being written by another" in result.output
+    decoy = tmp_path / "decoy"
+    decoy.mkdir()
+    (decoy / "important.txt").write_text("keep")
+    result = train(csv, decoy, "--overwrite")
+    assert result.exit_code == 1 and "not a liquidnets run" in result.output
+    assert (decoy / "important.txt").read_text() == "keep"
+    result = train(csv, csv, "--overwrite")
+    assert result.exit_code == 1 and "is --data" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_outputs_never_replace_inputs(csv, run, tmp_path):
+    before = csv.read_bytes()
+    result = cli("predict", run, "--data", csv, "--out", csv, "--overwrite")
+    assert result.exit_code == 1 and "is --data" in result.output
+    result = cli("stream", run, "--data", csv, "--out", tmp_path / "s.csv", "--snapshot", run,
+                 "--overwrite")  # fmt: skip
+    assert result.exit_code == 1 and "--snapshot" in result.output and "run folder" in result.output
+    result = cli("predict", run, "--data", csv, "--out", tmp_path)
+    assert result.exit_code == 1 and "is a folder" in result.output
+    assert csv.read_bytes() == before and (run / "config.json").is_file()
+    result = cli("export", run, "--format", "onnx", "--out", tmp_path / "x.npz")
+    assert result.exit_code == 1 and "named *.onnx" in result.output
+
+
+def test_evaluate_writes_a_new_folder_and_keeps_the_recorded_results(csv, run, tmp_path):
+    recorded = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    other = tmp_path / "other.csv"
+    frame = pd.read_csv(csv)
+    frame["y"] *= 10
+    frame.to_csv(other, index=False)
+    result = cli("evaluate", run, "--data", other)
+    assert result.exit_code == 0, result.output
+    (folder,) = (run / "evaluations").iterdir()
+    assert f"results in: {folder}" in result.output
+    assert json.loads((folder / "evaluation.json").read_text())["data"] == str(other.resolve())
+    assert (folder / "metrics.md").is_file() and (folder / "plots").is_dir()
+    assert all(p.read_bytes() == b for p, b in recorded.items())  # the run's own: untouched
+    out = tmp_path / "eval"
+    assert cli("evaluate", run, "--data", other, "--out", out).exit_code == 0
+    again = cli("evaluate", run, "--data", other, "--out", out)
+    assert again.exit_code == 1 and "exists" in again.output
+    assert cli("evaluate", run, "--data", other, "--out", out, "--overwrite").exit_code == 0
+    mine = cli("evaluate", run, "--data", other, "--out", run / "models", "--overwrite")
+    assert mine.exit_code == 1 and "inside the run folder" in mine.output
+
+
+def test_a_diverged_training_fails_and_writes_no_run(csv, tmp_path):
+    result = train(csv, tmp_path / "nan", "--model", "ltc", "--lr", "1e30", "--max-epochs", 1)
+    assert result.exit_code == 1, result.output
+    assert "training diverged" in result.output and "--lr" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_weights_are_neither_saved_nor_loaded(run, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from liquidnets.io import BundleError, load_bundle, save_bundle
+
+    with pytest.raises(BundleError, match="not finite"):
+        save_bundle(tmp_path / "m", {"w": torch.tensor([1.0, float("nan")])}, {}, {})
+    model = tmp_path / "cfc"
+    save_bundle(model, *load_bundle(run / "models" / "cfc"))
+    weights = load_file(model / "model.safetensors")
+    name = next(iter(weights))
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, model / "model.safetensors")
+    with pytest.raises(BundleError, match=f"weight {name} holds NaN"):
+        load_bundle(model)
+
+
+def test_metrics_count_a_nan_forecast_as_a_failure(tmp_path):
+    from liquidnets.tasks.metrics import classification_metrics, forecast_metrics, format_table
+
+    m = forecast_metrics([1.0, 2.0], [float("nan"), 2.0])
+    assert all(np.isnan(v) for v in m.values())
+    assert np.isnan(classification_metrics([0, 1], [[np.nan, 1.0], [0.2, 0.8]])["accuracy"])
+    rows = [{"model": "nan", **m}, {"model": "naive", **forecast_metrics([1.0, 2.0], [1.5, 1.5])}]
+    table = format_table(rows, ["mae", "smape"])
+    assert "| nan | n/a | n/a |" in table and "| naive | 0.5000* | 34.29* |" in table
+    text = write_json(tmp_path / "m.json", m).read_text()
+    assert json.loads(text)["mae"] is None and "NaN" not in text
