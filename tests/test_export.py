@@ -112,12 +112,43 @@ def test_onnx_steps_with_one_number_for_dt_take_the_lean_path_and_match(
     step.reset()  # from zeros again, then lean again
     again = [step.step(x[t], float(dts[t])) for t in range(3)]
     np.testing.assert_allclose(np.stack(again), expected[:3], rtol=1e-6, atol=1e-6)
-    # another batch size starts its streams afresh
+    # another batch size is refused: no stream's state is dropped without a word ...
+    with pytest.raises(ValueError, match=r"x holds 1 streams, but the model carries .* of 3"):
+        step.step(x[5, :1], float(dts[5]))
+    held = step.state.copy()
+    for poison in (np.nan, np.inf):  # ... and a non-finite input never reaches the state
+        bad = x[5].copy()
+        bad[1, 0] = poison
+        with pytest.raises(ValueError, match="input 0 of row 1 is"):
+            step.step(bad, float(dts[5]))
+        np.testing.assert_array_equal(step.state, held)
+    step.reset()  # ... until the caller starts afresh
     one = step.step(x[5, :1], float(dts[5]))
     np.testing.assert_allclose(one, streamed(model, x[5:6, :1], dts[5:6, None])[0], atol=1e-5)
     for bad in (-1.0, float("nan"), float("inf")):  # refused on the lean path too
         with pytest.raises(ValueError, match="dt must be finite and non-negative"):
             step.step(x[6, :1], bad)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_streams_are_added_and_reset_by_name_never_dropped(fmt, tmp_path):
+    model = seeded("cfc", fmt)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 3, C)).astype(np.float32)
+    dt = np.ones((6, 3), np.float32)
+    step = runtime.load(export(model, tmp_path / f"m.{fmt}"))
+    for t in range(3):  # two streams for three steps
+        step.step(x[t, :2], 1.0)
+    step.add_streams(1)  # a third one joins, from zeros
+    got = [step.step(x[t], 1.0) for t in range(3, 6)]
+    first_two = streamed(model, x[:, :2], dt[:, :2])[3:]
+    third = streamed(model, x[3:, 2:], dt[3:, 2:])
+    np.testing.assert_allclose(np.stack(got)[:, :2], first_two, atol=1e-5)
+    np.testing.assert_allclose(np.stack(got)[:, 2:], third, atol=1e-5)
+    kept = step.state[1:].copy()
+    step.reset(rows=[0])  # stream 0 starts afresh, the others keep their state
+    assert not step.state[0].any()
+    np.testing.assert_array_equal(step.state[1:], kept)
 
 
 WINDOW_CELLS = ["cfc", "cfc_pure", "cfc_autoncp", "cfc_mixed_proj", "ltc", "ltc_autoncp_rk4"]

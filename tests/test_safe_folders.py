@@ -248,3 +248,98 @@ def test_metrics_count_a_nan_forecast_as_a_failure(tmp_path):
     assert "| nan | n/a | n/a |" in table and "| naive | 0.5000* | 34.29* |" in table
     text = write_json(tmp_path / "m.json", m).read_text()
     assert json.loads(text)["mae"] is None and "NaN" not in text
+
+
+# -- every probe of the issue: one line, a non-zero exit ---------------------------------------
+def _hand_edit(run: Path, where: Path, file: str, edit) -> Path:
+    import shutil
+
+    shutil.copytree(run, where)
+    data = json.loads((where / file).read_text())
+    edit(data)
+    (where / file).write_text(json.dumps(data))
+    return where
+
+
+TRAIN_PROBES = {
+    "--max-epochs -2": (["--max-epochs", "-2"], "--max-epochs must be a whole number >= 1"),
+    "--devices 0": (["--devices", "0"], "--devices must be a whole number >= 1"),
+    "--devices 99": (["--devices", "99", "--accelerator", "cpu"], "this machine has"),
+    "--lr 0": (["--lr", "0"], "--lr must be a finite number > 0"),
+    "--patience -1": (["--patience", "-1"], "--patience must be a whole number >= 0"),
+    "--units 0": (["--units", "0"], "units must be a positive integer"),
+    "--horizon 0": (["--horizon", "0"], "must be positive"),
+}
+
+
+@pytest.mark.parametrize("probe", list(TRAIN_PROBES))
+def test_bad_training_options_are_one_line_before_anything_starts(csv, tmp_path, probe):
+    extra, message = TRAIN_PROBES[probe]
+    result = train(csv, tmp_path / "r", *extra)
+    assert result.exit_code != 0 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gpu_that_is_not_there_is_one_line(csv, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = train(csv, tmp_path / "r", "--accelerator", "gpu")
+    assert result.exit_code == 1 and "no GPU" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (bytes(range(128, 256)), "is not a TOML text file"),
+        (b"lookback = 8.7\n", "lookback = 8.7: expected a whole number"),
+        (b"baselines = 'no'\n", "expected true or false"),
+        (b"lookback = [", "is not valid TOML"),
+    ],
+)
+def test_bad_toml_is_one_line(csv, tmp_path, content, message):
+    config = tmp_path / "run.toml"
+    config.write_bytes(content)
+    result = train(csv, tmp_path / "r", "--config", config)
+    assert result.exit_code != 0 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    data = tmp_path / "dup.csv"
+    data.write_text("t,y,y\n1,2,3\n2,3,4\n")
+    result = cli("train", "--data", data, "--target", "y", "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    assert "column 'y' appears twice in the header (columns 2 and 3)" in result.output
+
+
+def test_damaged_run_folders_are_one_line_and_nothing_outside_is_read(csv, run, tmp_path):
+    other = tmp_path / "other"  # another run, that a hand-edited path would reach
+    probes = {
+        run / "models" / "cfc": "is a saved model, not a run folder",
+        _hand_edit(run, tmp_path / "nokey", "config.json", lambda c: c.pop("missing")):
+            "the key 'missing' is missing",
+        _hand_edit(run, tmp_path / "type", "config.json", lambda c: c.update(val="x")):
+            "val should be int or float; got 'x'",
+        _hand_edit(run, other, "config.json", lambda c: None): None,
+        _hand_edit(run, tmp_path / "escape", "config.json",
+                   lambda c: c.update(models=["../../other/models/cfc"],
+                                      model="../../other/models/cfc")):
+            "is not a folder name under models/",
+        _hand_edit(run, tmp_path / "scaler", "models/cfc/metadata.json",
+                   lambda m: m.pop("scaler")): "metadata.json has no 'scaler'",
+    }  # fmt: skip
+    for folder, message in probes.items():
+        if message is None:
+            continue
+        for command in (
+            ["evaluate", folder, "--data", csv],
+            ["predict", folder, "--data", csv, "--out", tmp_path / "p.csv"],
+            ["stream", folder, "--data", csv, "--out", tmp_path / "s.csv"],
+        ):
+            result = cli(*command)
+            assert result.exit_code == 1 and message in result.output, (command, result.output)
+            assert len(result.output.strip().splitlines()) == 1

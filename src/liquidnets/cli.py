@@ -91,23 +91,47 @@ def _read_config(ctx, param, value):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
+    fail = click.ClickException  # one line: "Error: --config run.toml: ..."
     try:
         with open(value, "rb") as f:
             data = tomllib.load(f)
     except OSError as e:
-        raise click.BadParameter(f"cannot read {value}: {e.strerror}") from None
+        raise fail(f"--config {value}: cannot read it ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
-        raise click.BadParameter(f"{value} is not valid TOML: {e}") from None
-    names = {p.name for p in ctx.command.params}
+        raise fail(f"--config {value} is not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise fail(f"--config {value} is not a TOML text file (it is not UTF-8)") from None
+    params = {p.name: p for p in ctx.command.params}
     defaults = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(defaults) - names)
+    unknown = sorted(set(defaults) - set(params))
     if unknown:
-        raise click.BadParameter(f"{value}: unknown keys {', '.join(unknown)}")
-    for key, v in defaults.items():  # lists in TOML for the comma-separated options
-        if isinstance(v, list):
-            defaults[key] = ",".join(map(str, v))
+        raise fail(f"--config {value}: unknown keys {', '.join(unknown)}")
+    for key, v in defaults.items():
+        if isinstance(v, list):  # lists in TOML for the comma-separated options
+            v = defaults[key] = ",".join(map(str, v))
+        problem = _toml_type(params[key], v)
+        if problem:
+            raise fail(f"--config {value}: {key} = {v!r}: {problem}")
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def _toml_type(param, value) -> str | None:
+    """What is wrong with a TOML `value` for the option `param` (None: nothing). Click would
+    turn 8.7 into 8 for a whole-number option, and "yes" into True for a flag."""
+    import click
+
+    if isinstance(param.type, (click.types.IntParamType, click.IntRange)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "expected a whole number"
+    elif isinstance(param.type, (click.types.FloatParamType, click.FloatRange)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "expected a number"
+    elif getattr(param, "is_flag", False) and not isinstance(value, bool):
+        return "expected true or false"
+    elif isinstance(value, (dict, bool)) and not getattr(param, "is_flag", False):
+        return "expected a number or a string"
+    return None
 
 
 def _season(ctx, param, value):
@@ -214,6 +238,7 @@ def _workflow_commands(cli, click) -> None:
     )  # fmt: skip
     @click.option(
         "--quantile", default=0.99, show_default=True,
+        type=click.FloatRange(0, 1, min_open=True, max_open=True),
         help="anomaly: validation-score quantile used as threshold when there are no labels.",
     )  # fmt: skip
     @click.option(

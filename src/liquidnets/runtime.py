@@ -15,7 +15,9 @@ so it can be copied to a device on its own:
     >>> y.shape, model.state.shape
     ((2, 8), (2, 8))
 
-`step()` keeps one state row per stream (the batch rows); `reset()` forgets them. A model
+`step()` keeps one state row per stream (the batch rows); `reset()` forgets them (or some of
+them), `add_streams(k)` starts k more, and a step with another number of rows is refused, so
+no stream's state is ever dropped without a word. A model
 exported from a trained forecaster or classifier runs the training's preprocessing (its input
 scaling, and its missing-value policy for readings that are NaN), and gives forecasts in the
 data's units or class probabilities, so a device feeds raw readings (`model.readings`). A
@@ -335,17 +337,43 @@ class _Streams(_Model):
         super().__init__(meta)
         self.state: np.ndarray | None = None
 
-    def reset(self) -> None:
-        """Forget every stream's state (the next `step` starts from zeros)."""
-        self.state = None
+    _PER_STREAM = ("state", "_held", "_carry", "_started", "_standing")
+
+    def reset(self, rows=None) -> None:
+        """Forget every stream's state (the next `step` starts them all from zeros, with any
+        number of streams), or with `rows` (indices) only those streams' (the others keep
+        theirs)."""
+        if rows is None or self.state is None:
+            self.state = None
+            return
+        fresh = self._fresh(len(self.state))
+        for name in self._PER_STREAM:
+            if hasattr(self, name):
+                value = getattr(self, name).copy()
+                value[rows] = fresh[name][rows]
+                setattr(self, name, value)
+
+    def add_streams(self, count: int = 1) -> None:
+        """Start `count` new streams, from zeros, after the ones there are: the next `step`
+        takes that many more rows."""
+        if self.state is None:
+            raise ValueError("add_streams: no stream has started yet; the first step starts them")
+        fresh = self._fresh(count)
+        for name, value in fresh.items():
+            setattr(self, name, np.concatenate([getattr(self, name), value]))
+
+    def _fresh(self, B: int) -> dict:
+        out = {"state": np.zeros((B, self.state_size), np.float32)}
+        if self.readings is not None:
+            out["_held"] = np.broadcast_to(self._first, (B, len(self.readings))).copy()
+            out["_carry"] = np.zeros((B, 1), np.float32)  # time of readings dropped since
+            out["_started"] = np.zeros((B, 1), bool)  # a reading was taken (not dropped)
+            out["_standing"] = np.full((B, self.output_size), np.nan, np.float32)
+        return out
 
     def _start(self, B: int) -> None:
-        self.state = np.zeros((B, self.state_size), np.float32)
-        if self.readings is not None:
-            self._held = np.broadcast_to(self._first, (B, len(self.readings))).copy()
-            self._carry = np.zeros((B, 1), np.float32)  # time of readings dropped since
-            self._started = np.zeros((B, 1), bool)  # a reading was taken (not dropped)
-            self._standing = np.full((B, self.output_size), np.nan, np.float32)
+        for name, value in self._fresh(B).items():
+            setattr(self, name, value)
 
     def step(self, x, dt: float | np.ndarray = 1.0) -> np.ndarray:
         """Advance every stream by one reading.
@@ -366,9 +394,24 @@ class _Streams(_Model):
         x, single = self._check_x(x, (None, None))
         B = x.shape[0]
         dt = _check_dt(dt, (B, 1))
-        if self.state is None or self.state.shape[0] != B:
+        if self.state is None:
             self._start(B)
+        elif self.state.shape[0] != B:  # never a silent reset of every stream
+            n = self.state.shape[0]
+            more = (
+                f"add_streams({B - n}) to start {B - n} new ones after them, or " if n < B else ""
+            )
+            raise ValueError(
+                f"x holds {B} streams, but the model carries the state of {n}; call {more}"
+                "reset() to start every stream afresh"
+            )
         if self.readings is None:
+            if not np.isfinite(x).all():  # a layer has no missing-value policy: never poison h
+                at = np.argwhere(~np.isfinite(x))[0]
+                raise ValueError(
+                    f"x: input {at[-1]} of row {at[0]} is {x[tuple(at)]}; a layer's step takes "
+                    "finite inputs only (the state is kept as it was)"
+                )
             y, self.state = self._run(self._scale(x), self.state, dt)
             y = self._finish(y, x)
             return y[0] if single else y
@@ -530,6 +573,7 @@ class OnnxStep(_Streams):
             and x.dtype == np.float32
             and self.state is self._h[self._cur]  # not after reset()
             and 0.0 <= dt < math.inf
+            and np.isfinite(x).all()  # else the general path refuses it
         ):
             cur = self._cur
             self._x[...] = x

@@ -9,6 +9,7 @@ was expected against what was found.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import gzip
 import io
@@ -135,6 +136,7 @@ def _read(path: str | os.PathLike, encoding: str) -> tuple[pd.DataFrame, _Where]
         if len(frame) == 0:
             raise DataError(f"{name} has columns but no data rows")
         frame.columns = [str(c).strip() for c in frame.columns]
+        _check_unique(name, list(frame.columns))
         return frame, _Where(name)
 
     raw = path.read_bytes()
@@ -157,6 +159,9 @@ def _read(path: str | os.PathLike, encoding: str) -> tuple[pd.DataFrame, _Where]
         raise DataError(f"{name}: not a readable CSV file ({_one_line(err)})") from None
     if len(frame) == 0:
         raise DataError(f"{name} has a header but no data rows")
+    # pandas renames a repeated column `x` to `x.1`: a silent new feature; read the header
+    names = next(csv.reader([lines[header]], delimiter=sep, skipinitialspace=True), [])
+    _check_unique(name, [n.strip() for n in names] if len(names) == frame.shape[1] else [])
     frame.columns = [str(c).strip() for c in frame.columns]
     # pandas skips blank lines; remember them so that messages can give true file lines. A quoted
     # field spanning lines breaks the count, and then messages give the data row only.
@@ -164,6 +169,17 @@ def _read(path: str | os.PathLike, encoding: str) -> tuple[pd.DataFrame, _Where]
     if len(lines) - header - 1 - len(blank) != len(frame):
         return frame, _Where(name)
     return frame, _Where(name, header + 1, blank)
+
+
+def _check_unique(name: str, columns: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for k, column in enumerate(columns):
+        if column in seen:
+            raise DataError(
+                f"{name}: column {column!r} appears twice in the header (columns {seen[column] + 1}"
+                f" and {k + 1}); give every column its own name"
+            )
+        seen[column] = k
 
 
 def _decode(raw: bytes, encoding: str, name: str) -> str:

@@ -39,6 +39,7 @@ from liquidnets.data import DataError
 from liquidnets.data.table import MASK_SUFFIX
 from liquidnets.deploy import adapt as _adapt
 from liquidnets.deploy.drift import detector_from_state, make_detector
+from liquidnets.io import hand_edits
 from liquidnets.io.atomic import Kind, claim, dumps
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.forecast import Forecaster
@@ -505,6 +506,7 @@ class StreamPredictor:
         return path
 
     @classmethod
+    @hand_edits
     def load(cls, path) -> StreamPredictor:
         """A predictor restored from `save`: it continues exactly where the snapshot was."""
         from safetensors.numpy import load_file

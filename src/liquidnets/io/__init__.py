@@ -3,6 +3,6 @@
 Loading checks the format version and every tensor's shape, and never unpickles anything.
 """
 
-from liquidnets.io.bundle import BundleError, load_bundle, save_bundle
+from liquidnets.io.bundle import BundleError, hand_edits, load_bundle, save_bundle
 
-__all__ = ["BundleError", "load_bundle", "save_bundle"]
+__all__ = ["BundleError", "hand_edits", "load_bundle", "save_bundle"]

@@ -13,6 +13,7 @@ a model, and an existing folder is replaced only when asked (`overwrite=True`).
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -28,6 +29,29 @@ MODEL = Kind("model", FILES[1], frozenset(FILES), lambda config: config.get("for
 
 class BundleError(ValueError):
     """A folder that is not a loadable model bundle (one line, names the file)."""
+
+
+def hand_edits(load):
+    """Decorate a `load(cls, path)` classmethod's function: a key missing from the bundle's
+    JSON, or a value of the wrong kind (what hand edits make), becomes one `BundleError` line
+    naming the folder instead of a traceback."""
+
+    @functools.wraps(load)
+    def checked(cls, path, *args, **kwargs):
+        try:
+            return load(cls, path, *args, **kwargs)
+        except KeyError as exc:
+            raise BundleError(
+                f"{path}: config.json or metadata.json has no {exc.args[0]!r}; was it edited "
+                "by hand? Save the model again"
+            ) from None
+        except (TypeError, AttributeError, IndexError) as exc:
+            raise BundleError(
+                f"{path}: config.json or metadata.json holds a value of the wrong kind "
+                f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            ) from None
+
+    return checked
 
 
 def _library_version() -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from liquidnets.data import SeriesSet, make_windows
-from liquidnets.io import load_bundle, save_bundle
+from liquidnets.io import hand_edits, load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks._common import load_like
 from liquidnets.tasks.forecast import Forecaster
@@ -222,6 +222,7 @@ class AnomalyDetector:
         return save_bundle(path, weights, self.config(), meta, overwrite=overwrite)
 
     @classmethod
+    @hand_edits
     def load(cls, path) -> AnomalyDetector:
         """Load a detector saved by `save`."""
         weights, config, meta = load_bundle(path)

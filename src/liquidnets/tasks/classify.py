@@ -36,7 +36,7 @@ from liquidnets.data import (
     pad_series,
     split_by_series,
 )
-from liquidnets.io import load_bundle, save_bundle
+from liquidnets.io import hand_edits, load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks._common import align_columns, load_like, run_net, split_rows
@@ -141,6 +141,7 @@ class Classifier:
         stem: int | str | None = AUTO,
         cross_fit: bool | None = None,
         dilation: int | None = None,
+        augment: int | None = None,
         train: TrainConfig | dict | None = None,
     ):
         known = (*_models.LIQUID, *_models.RECURRENT, "naive")
@@ -174,6 +175,7 @@ class Classifier:
         self.stem = None if stem is None else int(stem)
         dilation = recipe.get("dilation", 1) if dilation is None else dilation
         self.dilation = _models.check_dilation(dilation)  # refused here, before any fitting
+        self.augment = int(recipe.get("augment", 0) if augment is None else augment)
         self.cross_fit = bool(recipe.get("cross_fit", False) if cross_fit is None else cross_fit)
         self.model, self.lookback, self.stride = model, lookback, stride
         self.units, self.budget, self.per = units, budget, per
@@ -351,6 +353,14 @@ class Classifier:
             for index in (own["train"], own["val"]):
                 arrays = pad_series(series, index, self.scaler, self.downsample, self.reduce)
                 out.append((*arrays, self._indices(labels[index], series.source)))
+            if self.augment:
+                rng = np.random.default_rng(self.train_config.seed + 1000 + k)
+                index = [i for i in own["train"] for _ in range(self.augment)]
+                crops = _crops(series, index, rng)
+                arrays = pad_series(crops, None, self.scaler, self.downsample, self.reduce)
+                y = np.concatenate([out[0][3], self._indices(labels[index], series.source)])
+                x, dt, mask = (_stack(a, b) for a, b in zip(out[0][:3], arrays, strict=True))
+                out[0] = (x, dt, mask, y)
             return tuple(out)
 
         self._train(len(series.columns), data, run_dir)
@@ -431,8 +441,8 @@ class Classifier:
             "downsample": self.downsample, "reduce": self.reduce, "pool": self.pool,
             "backbone_layers": self.backbone_layers, "mixed_memory": self.mixed_memory,
             "ensemble": self.ensemble, "stem": self.stem, "cross_fit": self.cross_fit,
-            "dilation": self.dilation, "train": self.train_config.to_dict(),
-            "n_inputs": len(self.spec["columns"]),
+            "dilation": self.dilation, "augment": self.augment,
+            "train": self.train_config.to_dict(), "n_inputs": len(self.spec["columns"]),
         }  # fmt: skip
 
     def save(self, path, *, overwrite: bool = False) -> Path:
@@ -445,6 +455,7 @@ class Classifier:
         return save_bundle(path, self.net.state_dict(), self.config(), meta, overwrite=overwrite)
 
     @classmethod
+    @hand_edits
     def load(cls, path) -> Classifier:
         """Load a classifier saved by `save`. A per-series model saved before whole series
         were classified keeps its recipe: windows split by time, their class probabilities
@@ -461,7 +472,7 @@ class Classifier:
             pool=config.get("pool", "last"), backbone_layers=config.get("backbone_layers"),
             mixed_memory=config.get("mixed_memory", False), ensemble=config.get("ensemble", 1),
             stem=config.get("stem"), cross_fit=config.get("cross_fit", False),
-            dilation=config.get("dilation", 1),
+            dilation=config.get("dilation", 1), augment=config.get("augment", 0),
         )  # fmt: skip
         self.whole = config.get("whole_series", False)
         self.downsample = config.get("downsample", 1)
@@ -474,3 +485,23 @@ class Classifier:
         except RuntimeError as exc:
             raise ValueError(f"{path}: the weights do not fit the model: {exc}") from None
         return self
+
+
+def _crops(series: SeriesSet, index, rng: np.random.Generator, fraction: float = 0.1):
+    """The series `index` (repeats allowed), each with a random `fraction` at most cut from
+    its start and from its end (window slicing, Le Guennec et al., 2016)."""
+    values, dt = [], []
+    for i in index:
+        n = len(series.values[i])
+        cut = int(fraction * n)
+        a, b = rng.integers(0, cut + 1, size=2)
+        values.append(series.values[i][a : n - b])
+        dt.append(series.dt[i][a : n - b])
+    return dataclasses.replace(series, values=values, dt=dt)
+
+
+def _stack(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`a` and `b` along the first axis, the shorter padded with zeros along the second."""
+    steps = max(a.shape[1], b.shape[1])
+    pad = [np.pad(v, [(0, 0), (0, steps - v.shape[1])] + [(0, 0)] * (v.ndim - 2)) for v in (a, b)]
+    return np.concatenate(pad)

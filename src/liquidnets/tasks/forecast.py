@@ -31,7 +31,7 @@ from liquidnets.data import (
 )
 from liquidnets.data import covariates as _cov
 from liquidnets.data.windows import until_json
-from liquidnets.io import load_bundle, save_bundle
+from liquidnets.io import hand_edits, load_bundle, save_bundle
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks._common import align_columns, load_like, run_net, split_rows
@@ -510,6 +510,7 @@ class Forecaster:
         return {"spec": self.spec, "scaler": self.scaler.to_dict(), "history": self.history}
 
     @classmethod
+    @hand_edits
     def load(cls, path) -> Forecaster:
         """Load a model saved by `save`; the weights must fit the network the config builds."""
         weights, config, meta = load_bundle(path)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from liquidnets.data import load_series
 from liquidnets.data.windows import until_json
 from liquidnets.io.atomic import Kind, claim, distinct, dumps, new_file
+from liquidnets.io.bundle import FORMAT as MODEL_FORMAT
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
 from liquidnets.tasks.anomaly import AnomalyDetector
@@ -147,6 +149,9 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     tolerance = settings["tolerance"]
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise RunError(f"--tolerance must be a whole number of readings >= 0; got {tolerance!r}")
+    from liquidnets.train import TrainConfig, check_hardware
+
+    check_hardware(TrainConfig(**settings["train"]))  # before anything starts
     out = Path(out)
     distinct({"--out": out}, {"--data": data})
     with claim(out, RUN, overwrite=overwrite) as tmp:  # refused here, before any training
@@ -277,13 +282,67 @@ def _span(times, series) -> tuple[int, int]:
     return start, start + len(times)
 
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a model's folder under models/
+TEXT, NUMBER = (str,), (int, float)
+OPTIONAL = (type(None),)
+# what load_run needs of a run's config.json, and of what type (keys added later are optional)
+SCHEMA = {
+    "task": TEXT, "model": TEXT, "models": (list,), "target": (*OPTIONAL, str, list),
+    "label": (*OPTIONAL, str), "time": (*OPTIONAL, str), "id": (*OPTIONAL, str),
+    "features": (*OPTIONAL, list), "missing": TEXT, "time_unit": (*OPTIONAL, str, *NUMBER),
+    "val": NUMBER, "test": NUMBER, "encoding": TEXT,
+}  # fmt: skip
+LATER = {
+    "future": (*OPTIONAL, list), "static": (*OPTIONAL, list), "split_column": (*OPTIONAL, str),
+    "tolerance": (int,),
+}  # fmt: skip
+
+
+def _check_settings(config: Path, settings) -> None:
+    """One line for a hand-edited or damaged run config.json: a missing key, a wrong type,
+    a model outside the run's `models/`."""
+    if not isinstance(settings, dict):
+        raise RunError(f"{config}: expected a JSON object")
+    for key, types in {**SCHEMA, **{k: v for k, v in LATER.items() if k in settings}}.items():
+        if key not in settings:
+            raise RunError(f"{config}: the key {key!r} is missing; was it edited by hand?")
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            kinds = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise RunError(f"{config}: {key} should be {kinds}; got {value!r}")
+    if settings["task"] not in COLUMNS:
+        raise RunError(f"{config}: unknown task {settings['task']!r}")
+    models = settings["models"]
+    for name in models:
+        if not isinstance(name, str) or not NAME.fullmatch(name) or name in (".", ".."):
+            raise RunError(
+                f"{config}: model {name!r} is not a folder name under models/; a run only "
+                "loads its own models"
+            )
+    if settings["model"] not in models:
+        raise RunError(f"{config}: model {settings['model']!r} is not among models {models}")
+
+
 def load_run(run_dir) -> tuple[dict, dict]:
-    """The settings and the models of a run folder (the model first, then the baselines)."""
+    """The settings and the models of a run folder (the model first, then the baselines).
+    Nothing outside the folder is read, and a damaged or hand-edited folder is one
+    `RunError` (or `BundleError`) line."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder; create one with liquidnets train")
     config = run_dir / "config.json"
     if not config.is_file():
         raise RunError(f"{run_dir}: not a run folder (no config.json); create one with train")
-    settings = json.loads(config.read_text())
+    try:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{config}: not valid JSON ({exc})") from None
+    if isinstance(settings, dict) and settings.get("format") == MODEL_FORMAT:
+        raise RunError(
+            f"{run_dir} is a saved model, not a run folder; give the run folder it belongs to "
+            "(the one holding config.json, metrics.json and models/)"
+        )
+    _check_settings(config, settings)
     cls = _task_class(settings["task"])
     return settings, {name: cls.load(run_dir / "models" / name) for name in settings["models"]}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import math
 import sys
 import tempfile
 import warnings
@@ -85,8 +86,72 @@ class TrainConfig:
     progress_bar: bool | None = None
     loss: str | None = None
 
+    def __post_init__(self):
+        whole = {"max_epochs": 1, "patience": 0, "num_nodes": 1, "seed": 0}
+        for name, least in whole.items():
+            _check_int(name, getattr(self, name), least)
+        if self.batch_size is not None:
+            _check_int("batch_size", self.batch_size, 1)
+        for name in ("lr", "weight_decay", "gradient_clip"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value >= 0 and (value > 0 or name != "lr"))
+            ):
+                sign = "> 0" if name == "lr" else ">= 0"
+                raise ValueError(f"{_flag(name)} must be a finite number {sign}; got {value!r}")
+        if self.schedule not in ("plateau", "cosine", "none"):
+            raise ValueError(f"--schedule must be plateau, cosine or none; got {self.schedule!r}")
+        if self.loss not in (None, "mse", "mae", "cross_entropy"):
+            raise ValueError(f"loss must be mse, mae or cross_entropy; got {self.loss!r}")
+        devices = self.devices
+        if isinstance(devices, str) and devices.strip().isdigit():
+            self.devices = devices = int(devices)
+        if not isinstance(devices, (str, list, tuple)) and devices != -1:  # "auto", "0,1"
+            _check_int("devices", devices, 1)
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check_int(name: str, value, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{_flag(name)} must be a whole number >= {least}; got {value!r}")
+
+
+def check_hardware(config: TrainConfig) -> None:
+    """Refuse, in one line, what this machine cannot run: `accelerator="gpu"` (or `cuda`,
+    `mps`) without one, or more devices than it has (on the CPU, each device is a process:
+    more of them than cores only slows training down and multiplies its memory)."""
+    import os
+
+    accelerator = str(config.accelerator).lower()
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if accelerator in ("gpu", "cuda") and not gpus and not (accelerator == "gpu" and mps):
+        raise ValueError(
+            f"--accelerator {config.accelerator}: this machine has no GPU that torch can use "
+            "(use --accelerator cpu or auto)"
+        )
+    if accelerator == "mps" and not mps:
+        raise ValueError("--accelerator mps: this machine has no Apple GPU (use cpu or auto)")
+    if accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+        raise ValueError(
+            f"--accelerator must be auto, cpu, gpu, cuda or mps; got {config.accelerator!r}"
+        )
+    if not isinstance(config.devices, int) or config.devices == -1:
+        return
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus)
+    have, what = (gpus, "GPUs") if on_gpu else (os.cpu_count() or 1, "CPU cores")
+    if config.devices > have:
+        raise ValueError(
+            f"--devices {config.devices}: this machine has {have} {what}; ask for at most {have}"
+        )
 
 
 def available() -> bool:
@@ -221,6 +286,7 @@ def fit(
     """
     if not available():
         raise RuntimeError(MISSING)
+    check_hardware(config)
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
