@@ -31,6 +31,7 @@ from liquidnets.data.table import MISSING_POLICIES, SPLITS, SeriesSet, load_seri
 from liquidnets.data.windows import (
     Scaler,
     Windows,
+    WindowView,
     make_windows,
     pad_series,
     rows_until,
@@ -53,6 +54,7 @@ __all__ = [
     "split_by_column",
     "split_by_series",
     "Windows",
+    "WindowView",
     "make_windows",
     "pad_series",
     "infer_season",

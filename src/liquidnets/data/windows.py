@@ -621,9 +621,73 @@ def pad_series(
     return x, dt, mask
 
 
+class WindowView:
+    """Windows read on demand from one array of rows: `view[i]` is `rows[ends[i] + offsets]`,
+    gathered when indexed, so that a million windows of 32 rows hold the rows once (memory
+    O(rows x columns), not O(rows x lookback x columns)).
+
+    It answers `len`, `shape`, `dtype`, `ndim` and indexing by an integer, a slice or an array
+    of window indices (each giving a numpy array); `np.asarray(view)` gathers them all.
+
+    Args:
+        rows: `(R, ...)` the rows of every series, one after another.
+        ends: `(N,)` the position in `rows` of each window's anchor row.
+        offsets: `(L,)` the rows each window takes, relative to its anchor.
+        flat: gather `(n, L * ...)` instead of `(n, L, ...)` (what `reshape(len, -1)` gives).
+
+    Example:
+        >>> v = WindowView(np.arange(10.0)[:, None], np.array([2, 5]), np.arange(-2, 1))
+        >>> v.shape, v[1][:, 0].tolist()
+        ((2, 3, 1), [3.0, 4.0, 5.0])
+    """
+
+    def __init__(self, rows: np.ndarray, ends: np.ndarray, offsets: np.ndarray, flat=False):
+        self.rows, self.ends, self.offsets, self.flat = rows, ends, offsets, flat
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        tail = (len(self.offsets), *self.rows.shape[1:])
+        return (len(self.ends), int(np.prod(tail))) if self.flat else (len(self.ends), *tail)
+
+    @property
+    def dtype(self):
+        return self.rows.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, tuple):  # (windows, more...): gather the windows, then the rest
+            first = self[index[0]]
+            whole = np.ndim(self.ends[index[0]]) == 0  # one window: no leading axis
+            return first[index[1:] if whole else (slice(None), *index[1:])]
+        ends = self.ends[index]
+        out = self.rows[ends[..., None] + self.offsets]  # (n, L, ...) or (L, ...)
+        return out.reshape(*ends.shape, -1) if self.flat else out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def reshape(self, *shape):
+        """`reshape(len(view), -1)` stays a view (each window's values in one row); any other
+        shape gathers every window first."""
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], tuple) else shape
+        if tuple(shape) == (len(self), -1):
+            return WindowView(self.rows, self.ends, self.offsets, flat=True)
+        return np.asarray(self).reshape(shape)
+
+
 @dataclass
 class Windows:
     """Sliding windows, ready for a model `net(x (B, T, C), dt (B, T))`.
+
+    `x`, `dt` and `y` are `WindowView`s: read on demand from the series' rows (index them,
+    or `np.asarray` them to hold them all).
 
     Args:
         x: `(N, lookback, n_columns)` float32 inputs (scaled when a scaler was given).
@@ -635,9 +699,9 @@ class Windows:
         label: `(N,)` object labels of the last input row, or None.
     """
 
-    x: np.ndarray
-    dt: np.ndarray
-    y: np.ndarray
+    x: WindowView
+    dt: WindowView
+    y: WindowView
     series: np.ndarray
     end: np.ndarray
     label: np.ndarray | None
@@ -719,8 +783,9 @@ def make_windows(
     targets = series.target_index
     inputs = np.arange(-lookback + 1, 1)  # offsets of the input rows from the window's end
     future = np.arange(1, horizon + 1)  # offsets of the target rows
-    out: dict[str, list[np.ndarray]] = {k: [] for k in ("x", "dt", "y", "series", "end", "label")}
-    longest = 0
+    out: dict[str, list[np.ndarray]] = {k: [] for k in ("rows", "dt", "series", "end", "label")}
+    out["at"] = []  # each window's end as a position in the rows of every series together
+    longest, offset = 0, 0
     for i, (values, dt) in enumerate(zip(series.values, series.dt)):
         n = len(values)
         start, stop = 0, n
@@ -738,16 +803,19 @@ def make_windows(
         if hi < lo:
             continue
         ends = np.arange(lo, hi + 1, stride)  # (N_i,)
-        scaled = values if scaler is None else scaler.transform(values)
-        scaled = np.asarray(scaled, dtype=np.float32)
-        out["x"].append(scaled[ends[:, None] + inputs])  # (N_i, lookback, C)
-        out["dt"].append(dt[ends[:, None] + inputs])  # (N_i, lookback)
-        out["y"].append(scaled[:, targets][ends[:, None] + future])  # (N_i, horizon, n_targets)
+        # only the rows the windows reach are kept: [first, last]
+        first, last = ends[0] + inputs[0], ends[-1] + max(horizon, 0)
+        scaled = values[first : last + 1]
+        scaled = scaled if scaler is None else scaler.transform(scaled)
+        out["rows"].append(np.asarray(scaled, dtype=np.float32))  # (rows_i, C)
+        out["dt"].append(np.asarray(dt[first : last + 1], dtype=np.float32))
+        out["at"].append(ends - first + offset)
+        offset += last + 1 - first
         out["series"].append(np.full(len(ends), i, dtype=np.int64))
         out["end"].append(ends.astype(np.int64))
         if series.labels is not None:
             out["label"].append(np.asarray(series.labels[i], dtype=object)[ends])
-    if not out["x"]:
+    if not out["rows"]:
         what = (
             "series" if parts is None else "part" if not context else "series (to its part's end)"
         )
@@ -755,10 +823,12 @@ def make_windows(
             f"{series.source} has {longest} rows in its longest {what}: fewer than one window "
             f"(lookback {lookback} + horizon {horizon})"
         )
+    rows = np.concatenate(out["rows"])  # (R, C): every row a window reaches, once
+    at = np.concatenate(out["at"])
     return Windows(
-        x=np.concatenate(out["x"]).astype(np.float32, copy=False),
-        dt=np.concatenate(out["dt"]).astype(np.float32, copy=False),
-        y=np.concatenate(out["y"]).astype(np.float32, copy=False),
+        x=WindowView(rows, at, inputs),  # (N, lookback, C)
+        dt=WindowView(np.concatenate(out["dt"]), at, inputs),  # (N, lookback)
+        y=WindowView(np.ascontiguousarray(rows[:, targets]), at, future),  # (N, horizon, n_t)
         series=np.concatenate(out["series"]),
         end=np.concatenate(out["end"]),
         label=np.concatenate(out["label"]) if out["label"] else None,

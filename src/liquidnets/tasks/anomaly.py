@@ -91,7 +91,7 @@ class AnomalyDetector:
         f = self.forecaster
         w = make_windows(series, f.lookback, 1, 1, parts=parts, scaler=f.scaler)
         predicted = f._unscale(f._forward(w.x, w.dt), series)[:, 0]  # (N, n_targets)
-        actual = f._unscale(w.y, series)[:, 0]
+        actual = f._unscale(np.asarray(w.y), series)[:, 0]
         residual = actual - predicted
         out = {"residual": residual, "series": w.series, "end": w.end + 1}
         if self.scale is not None:

@@ -356,7 +356,7 @@ class Classifier:
             if self.augment:
                 rng = np.random.default_rng(self.train_config.seed + 1000 + k)
                 index = [i for i in own["train"] for _ in range(self.augment)]
-                crops = _crops(series, index, rng)
+                crops = _crops(series, index, rng, self.downsample)
                 arrays = pad_series(crops, None, self.scaler, self.downsample, self.reduce)
                 y = np.concatenate([out[0][3], self._indices(labels[index], series.source)])
                 x, dt, mask = (_stack(a, b) for a, b in zip(out[0][:3], arrays, strict=True))
@@ -487,16 +487,27 @@ class Classifier:
         return self
 
 
-def _crops(series: SeriesSet, index, rng: np.random.Generator, fraction: float = 0.1):
-    """The series `index` (repeats allowed), each with a random `fraction` at most cut from
-    its start and from its end (window slicing, Le Guennec et al., 2016)."""
+AUGMENT = {"mode": "shift", "fraction": 0.1}
+
+
+def _crops(series: SeriesSet, index, rng: np.random.Generator, patch: int):
+    """The series `index` (repeats allowed), each changed a little at random: with mode
+    `crop`, a `fraction` at most cut from its start and from its end (window slicing, Le
+    Guennec et al., 2016); with `shift`, its first row repeated 0 to `patch - 1` times in
+    front, so that the patches' borders fall elsewhere and nothing is lost."""
     values, dt = [], []
     for i in index:
-        n = len(series.values[i])
-        cut = int(fraction * n)
-        a, b = rng.integers(0, cut + 1, size=2)
-        values.append(series.values[i][a : n - b])
-        dt.append(series.dt[i][a : n - b])
+        v, d = series.values[i], series.dt[i]
+        n = len(v)
+        if AUGMENT["mode"] == "crop":
+            cut = int(AUGMENT["fraction"] * n)
+            a, b = rng.integers(0, cut + 1, size=2)
+            values.append(v[a : n - b])
+            dt.append(d[a : n - b])
+        else:
+            r = int(rng.integers(0, max(patch, 1)))
+            values.append(np.concatenate([np.repeat(v[:1], r, axis=0), v]))
+            dt.append(np.concatenate([np.repeat(d[:1], r), d]))
     return dataclasses.replace(series, values=values, dt=dt)
 
 

@@ -335,12 +335,19 @@ class Forecaster:
         network that does not beat its base on validation data falls back towards it (on a
         random walk, the naive forecast; on a short seasonal series, the seasonal naive one),
         while a few validation windows that happen to favour the base do not undo training."""
-        x, dt, y = (torch.as_tensor(a) for a in valid)
+        x, dt, y = valid
+        y = torch.as_tensor(np.asarray(y))  # (N, H * n)
         net = self.net
         net.eval()
+        bases, learnts = [], []
         with torch.no_grad():
-            base = net.base_forecast(x)  # (N, H * n)
-            learnt = net(x, dt) - base
+            for i in range(0, len(x), 4096):  # a batch at a time: windows are read on demand
+                xb = torch.as_tensor(np.asarray(x[i : i + 4096]))
+                db = torch.as_tensor(np.asarray(dt[i : i + 4096]))
+                b = net.base_forecast(xb)  # (B, H * n)
+                bases.append(b)
+                learnts.append(net(xb, db) - b)
+        base, learnt = torch.cat(bases), torch.cat(learnts)
         grid = torch.linspace(0, 1, 11)
         kept = [_trimmed_errors(base + w * learnt - y) for w in grid]
         means = torch.stack([k.mean() for k in kept])
@@ -365,12 +372,12 @@ class Forecaster:
             )
         except DataError:
             return steps
-        x = torch.as_tensor(w.x)
+        x, y = torch.as_tensor(np.asarray(w.x)), np.asarray(w.y)  # the validation part
         errors = {}
         for period in (1, m):
             naive = _models.NaiveNet(series.target_index, self.horizon, period)
-            guess = naive(x, None).numpy().reshape(w.y.shape)  # (N, H, n_targets)
-            errors[period] = np.median(np.abs(guess - w.y), axis=(0, 2))  # (H,)
+            guess = naive(x, None).numpy().reshape(y.shape)  # (N, H, n_targets)
+            errors[period] = np.median(np.abs(guess - y), axis=(0, 2))  # (H,)
         return [bool(s < last) for s, last in zip(errors[m], errors[1])]
 
     def _build(self, n_inputs: int, target_index: list[int]) -> torch.nn.Module:
@@ -454,7 +461,7 @@ class Forecaster:
             series, self.lookback, self.horizon, 1, parts=parts[part], scaler=self.scaler
         )
         predicted = self._unscale(self._forward(w.x, w.dt), series)
-        actual = self._unscale(w.y, series)
+        actual = self._unscale(np.asarray(w.y), series)
         train_targets = [
             v[p][:, series.target_index] for v, p in zip(series.values, parts["train"])
         ]

@@ -246,15 +246,43 @@ def auto_batch_size(windows: int) -> int:
     return min(64, max(16, int(windows) // 32))
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Arrays (numpy arrays or `liquidnets.data.WindowView`s, which gather windows on
+    demand) read a batch at a time: the loader hands `__getitems__` a batch's indices, and
+    each array is indexed once with all of them. Nothing is copied up front, so training
+    memory stays that of the rows, not of every window."""
+
+    def __init__(self, arrays, dtypes):
+        self.arrays, self.dtypes = arrays, dtypes
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    def __getitems__(self, index):
+        index = np.asarray(index)
+        return [
+            torch.as_tensor(np.asarray(a[index]), dtype=d)
+            for a, d in zip(self.arrays, self.dtypes, strict=True)
+        ]
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+
+def _as_batch(batch):
+    return batch  # already one tensor per array (`_Batches.__getitems__`)
+
+
 def _loader(arrays, batch_size: int, shuffle: bool, classify: bool):
     *inputs, y = arrays
-    tensors = [
-        torch.as_tensor(a, dtype=torch.bool if np.asarray(a).dtype == bool else torch.float32)
-        for a in inputs
-    ]
-    tensors.append(torch.as_tensor(y, dtype=torch.long if classify else torch.float32))
-    data = torch.utils.data.TensorDataset(*tensors)
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=shuffle)
+    dtypes = [torch.bool if a.dtype == bool else torch.float32 for a in inputs]
+    dtypes.append(torch.long if classify else torch.float32)
+    inputs = [a if hasattr(a, "rows") else np.asarray(a) for a in inputs]  # views stay views
+    y = y if hasattr(y, "rows") else np.asarray(y)
+    data = _Batches([*inputs, y], dtypes)
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=shuffle, collate_fn=_as_batch
+    )
 
 
 def fit(
