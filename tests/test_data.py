@@ -535,3 +535,20 @@ def test_bad_window_arguments():
     fails("lookback must be at least 1; got 0", make_windows, s, lookback=0)
     fails("stride must be an integer; got 1.5", make_windows, s, lookback=2, stride=1.5)
     fails("2 parts for 1 series", make_windows, s, lookback=2, parts=[slice(0, 4)] * 2)
+
+
+def test_a_large_csv_is_parsed_from_the_file_with_the_same_result(tmp_path, monkeypatch):
+    from liquidnets.data import table
+
+    path = tmp_path / "big.csv"
+    t = np.arange(500)
+    pd.DataFrame({"t": t, "a": np.sin(t / 7), "b": t * 0.5}).to_csv(path, index=False)
+    small = load_series(path, targets="a", time="t")
+    monkeypatch.setattr(table, "LARGE", 100)  # bytes: this file counts as large now
+    large = load_series(path, targets="a", time="t")
+    assert large.columns == small.columns
+    np.testing.assert_array_equal(large.values[0], small.values[0])
+    np.testing.assert_array_equal(large.dt[0], small.dt[0])
+    path.write_text("t,a,a\n" + "1,2,3\n" * 50)
+    with pytest.raises(DataError, match="column 'a' appears twice"):
+        load_series(path, targets="a")

@@ -139,6 +139,8 @@ def _read(path: str | os.PathLike, encoding: str) -> tuple[pd.DataFrame, _Where]
         _check_unique(name, list(frame.columns))
         return frame, _Where(name)
 
+    if not compressed and path.stat().st_size > LARGE:
+        return _read_large(path, encoding, kind == ".tsv"), _Where(name)
     raw = path.read_bytes()
     if compressed:
         try:
@@ -169,6 +171,37 @@ def _read(path: str | os.PathLike, encoding: str) -> tuple[pd.DataFrame, _Where]
     if len(lines) - header - 1 - len(blank) != len(frame):
         return frame, _Where(name)
     return frame, _Where(name, header + 1, blank)
+
+
+LARGE = 64 * 2**20  # bytes: a CSV larger than this is parsed from the file, in chunks
+
+
+def _read_large(path: Path, encoding: str, tsv: bool) -> pd.DataFrame:
+    """A large CSV parsed by pandas straight from the file (its C parser reads in chunks):
+    never a second copy of the text in memory. Messages then name data rows, not file lines
+    (the blank lines are not counted)."""
+    pd = _pandas()
+    name = path.name
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    text = _decode(head[: head.rfind(b"\n") + 1] or head, encoding, name)
+    header = next((line for line in text.splitlines() if line.strip()), "")
+    sep = _sniff_delimiter(header, tsv=tsv)
+    names = next(csv.reader([header], delimiter=sep, skipinitialspace=True), [])
+    _check_unique(name, [n.strip() for n in names])
+    try:
+        frame = pd.read_csv(path, sep=sep, skipinitialspace=True, encoding=encoding)
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{name}: byte at offset {err.start} of a chunk is not valid {encoding}; pass the "
+            "file's encoding, e.g. --encoding latin-1"
+        ) from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise DataError(f"{name}: not a readable CSV file ({_one_line(err)})") from None
+    if len(frame) == 0:
+        raise DataError(f"{name} has a header but no data rows")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
 
 
 def _check_unique(name: str, columns: list[str]) -> None:
