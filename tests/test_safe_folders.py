@@ -343,3 +343,62 @@ def test_damaged_run_folders_are_one_line_and_nothing_outside_is_read(csv, run, 
             result = cli(*command)
             assert result.exit_code == 1 and message in result.output, (command, result.output)
             assert len(result.output.strip().splitlines()) == 1
+
+
+# -- crash-safe long work ----------------------------------------------------------------------
+KILL_TRAINING = textwrap.dedent(
+    """
+    import os, signal, sys
+    import lightning
+    from lightning.pytorch.callbacks import Callback
+
+    class Kill(Callback):  # SIGKILL at the end of epoch KILL_AT, as a crash would
+        def on_train_epoch_end(self, trainer, module):
+            if trainer.current_epoch >= int(os.environ["KILL_AT"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    original = lightning.Trainer.__init__
+    def with_kill(self, *args, **kwargs):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]
+        original(self, *args, **kwargs)
+    lightning.Trainer.__init__ = with_kill
+    from liquidnets.cli import main
+    main(sys.argv[1:])
+    """
+)
+
+
+def kill_training(args, at: int, tmp: Path):
+    env = {**os.environ, "KILL_AT": str(at), "TMPDIR": str(tmp)}
+    return subprocess.run(
+        [sys.executable, "-c", KILL_TRAINING, *map(str, args)], env=env, check=False,
+        capture_output=True, text=True,
+    )  # fmt: skip
+
+
+def test_a_killed_training_leaves_nothing_outside_and_clean_removes_the_rest(csv, tmp_path):
+    runs, system_tmp = tmp_path / "runs", tmp_path / "tmp"
+    system_tmp.mkdir()
+    args = ["train", "--data", csv, "--time", "t", "--target", "y", "--max-epochs", 5,
+            "--out", runs / "x"]  # fmt: skip
+    done = kill_training(args, 1, system_tmp)
+    assert done.returncode == -9, done.stderr
+    lock, left = sorted(runs.iterdir())  # the run's lock, its temporary folder with ...
+    assert lock.name == ".x.lock" and left.name.startswith(".x.tmp-")
+    assert list(left.rglob("*.ckpt"))  # ... the checkpoints inside
+    assert list(system_tmp.iterdir()) == []  # nothing in the system's temporary directory
+    fake = system_tmp / "liquidnets-deadbeef"  # a training whose process is gone
+    fake.mkdir()
+    (fake / "pid").write_text("999999999")
+    os.environ["TMPDIR"], old = str(system_tmp), os.environ.get("TMPDIR")
+    try:
+        import tempfile
+
+        tempfile.tempdir = None  # read TMPDIR again
+        result = cli("clean", runs)
+    finally:
+        os.environ.pop("TMPDIR") if old is None else os.environ.update(TMPDIR=old)
+        tempfile.tempdir = None
+    assert result.exit_code == 0, result.output
+    assert "3 left-over(s) removed" in result.output
+    assert list(runs.iterdir()) == [] and list(system_tmp.iterdir()) == []

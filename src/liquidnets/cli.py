@@ -65,6 +65,7 @@ def build_cli():
         _bench.report(settings, json_path)
 
     _workflow_commands(cli, click)
+    _clean_command(cli, click)
     return cli
 
 
@@ -446,6 +447,24 @@ def _workflow_commands(cli, click) -> None:
                 overwrite=overwrite,
             )  # fmt: skip
         click.echo(f"wrote {path} and {path}.json")
+
+
+def _clean_command(cli, click) -> None:
+    @cli.command(epilog="\b\nExample:\n    liquidnets clean runs")
+    @click.argument("folders", nargs=-1, type=click.Path(file_okay=False, exists=True))
+    def clean(folders):
+        """Remove what killed runs left behind: the hidden temporary folders beside the run
+        folders in FOLDERS (default: the current folder), putting an old run back where a
+        kill stopped the swap, and the temporary folders of trainings whose process is gone
+        (in the system's temporary directory). Nothing another process is writing is
+        touched."""
+        from liquidnets.io.atomic import tidy
+        from liquidnets.train import remove_stale
+
+        removed = [p for f in folders or (".",) for p in tidy(f)] + remove_stale()
+        for path in removed:
+            click.echo(f"removed {path}")
+        click.echo(f"{len(removed)} left-over(s) removed")
 
 
 def _is_number(text: str) -> bool:

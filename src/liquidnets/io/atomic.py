@@ -161,6 +161,30 @@ def _recover(path: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+LEFTOVER = re.compile(r"\.(.+)\.(tmp-[a-z0-9_]{8}|old-[a-z0-9_]{8}|lock)")
+
+
+def tidy(folder: str | Path) -> list[Path]:
+    """What killed writers left in `folder` (their `.NAME.tmp-*`, `.NAME.old-*` and
+    `.NAME.lock`), put right as the next claim of NAME would: an old folder moved back when
+    NAME is missing, the rest removed. A NAME being written now is left alone. Returns what
+    was removed."""
+    folder = Path(folder)
+    names = {m.group(1) for p in folder.iterdir() if (m := LEFTOVER.fullmatch(p.name))}
+    removed = []
+    for name in sorted(names):
+        path = folder / name
+        before = {p for p in folder.iterdir() if LEFTOVER.fullmatch(p.name)
+                  and LEFTOVER.fullmatch(p.name).group(1) == name}  # fmt: skip
+        try:
+            with _lock(path):
+                _recover(path)
+        except FolderError:
+            continue  # a live writer's
+        removed += sorted(p for p in before if not p.exists())
+    return removed
+
+
 def _swap_in(tmp: Path, path: Path) -> None:
     if not os.path.lexists(path):
         os.replace(tmp, path)
@@ -171,6 +195,12 @@ def _swap_in(tmp: Path, path: Path) -> None:
         os.replace(path, old / path.name)
         os.replace(tmp, path)
         shutil.rmtree(old)
+
+
+def _ddp_worker() -> bool:
+    """Whether this process is one that Lightning's DDP launched beside rank 0 (it runs the
+    same command again, with these variables set)."""
+    return any(os.environ.get(k, "0") != "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
 def _umask() -> int:
@@ -188,6 +218,10 @@ def claim(path: str | Path, kind: Kind, *, overwrite: bool = False) -> Iterator[
     it is not a `kind` folder of ours or another process is writing it. Both are checked at
     the start, before any work, and the claim holds until the swap."""
     path = Path(path)
+    if _ddp_worker():  # a copy of the command that Lightning started: rank 0 writes, not it
+        with tempfile.TemporaryDirectory(prefix="liquidnets-rank-") as tmp:
+            yield Path(tmp)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock(path):
         _recover(path)

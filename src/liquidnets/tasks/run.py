@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,9 @@ DEFAULTS = {
     "baselines": True,
     "encoding": "utf-8",
 }
+
+
+SCRATCH = ".scratch"  # inside a run's temporary folder: the trainings' checkpoints
 
 
 class RunError(ValueError):
@@ -149,7 +153,7 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     tolerance = settings["tolerance"]
     if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance < 0:
         raise RunError(f"--tolerance must be a whole number of readings >= 0; got {tolerance!r}")
-    from liquidnets.train import TrainConfig, check_hardware
+    from liquidnets.train import TrainConfig, check_hardware, scratch
 
     check_hardware(TrainConfig(**settings["train"]))  # before anything starts
     out = Path(out)
@@ -157,7 +161,10 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     with claim(out, RUN, overwrite=overwrite) as tmp:  # refused here, before any training
         series = _load(data, settings)
         settings["time_unit"] = series.time_unit
-        return _train_into(tmp, series, settings)
+        with scratch(tmp / SCRATCH):  # checkpoints: where a killed run's next claim cleans
+            result = _train_into(tmp, series, settings)
+        shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
+        return result
 
 
 def _make(name: str, settings: dict, budget: int | None):

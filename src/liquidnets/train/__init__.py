@@ -6,6 +6,13 @@ logs, `accelerator`/`devices`/`strategy`/`num_nodes` passed through).
 Lightning is imported when these are used, not by `import liquidnets`.
 """
 
-from liquidnets.train.fit import TrainConfig, TrainingError, check_hardware, fit
+from liquidnets.train.fit import (
+    TrainConfig,
+    TrainingError,
+    check_hardware,
+    fit,
+    remove_stale,
+    scratch,
+)
 
-__all__ = ["TrainConfig", "TrainingError", "check_hardware", "fit"]
+__all__ = ["TrainConfig", "TrainingError", "check_hardware", "fit", "remove_stale", "scratch"]

@@ -7,13 +7,18 @@ are loaded back at the end with `torch.load(..., weights_only=True)`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.util
 import logging
 import math
+import os
+import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +27,50 @@ import torch
 from torch import nn
 
 MISSING = "training needs PyTorch Lightning; install it with: pip install 'liquidnets[workflow]'"
+
+
+PREFIX = "liquidnets-"  # a training's temporary folder: checkpoints, logs without a run
+_SCRATCH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("scratch", default=None)
+
+
+@contextlib.contextmanager
+def scratch(folder: str | Path) -> Iterator[None]:
+    """Within the block, trainings keep their temporary files under `folder` (a run's own
+    temporary folder, so that a killed run leaves nothing anywhere else) instead of the
+    system's temporary directory."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    token = _SCRATCH.set(Path(folder))
+    try:
+        yield
+    finally:
+        _SCRATCH.reset(token)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's, and running
+        return True
+    return True
+
+
+def remove_stale(folder: str | Path | None = None) -> list[Path]:
+    """Remove the temporary folders of trainings whose process is gone (killed, or crashed
+    without cleaning up), in `folder` (default: the system's temporary directory). Returns
+    what was removed."""
+    folder = Path(folder or tempfile.gettempdir())
+    removed = []
+    for path in folder.glob(PREFIX + "*"):
+        try:
+            pid = int((path / "pid").read_text())
+        except (OSError, ValueError):
+            continue  # not one of ours, or still being made
+        if not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class TrainingError(ValueError):
@@ -321,7 +370,10 @@ def fit(
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     _quiet_lightning()
-    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="liquidnets-") as tmp:
+    remove_stale()  # what killed trainings left behind
+    where = _SCRATCH.get()
+    with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix=PREFIX, dir=where) as tmp:
+        (Path(tmp) / "pid").write_text(str(os.getpid()))  # whose it is: see remove_stale
         # a deprecation inside Lightning itself, on every step; nothing a user can act on
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         root = Path(run_dir) if run_dir is not None else Path(tmp)
