@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from liquidnets.io.atomic import FolderError, Kind, claim, distinct, dumps, write_json
 
@@ -357,9 +358,11 @@ KILL_TRAINING = textwrap.dedent(
             if trainer.current_epoch >= int(os.environ["KILL_AT"]):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    original = lightning.Trainer.__init__
-    def with_kill(self, *args, **kwargs):
-        kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]
+    original, started = lightning.Trainer.__init__, []
+    def with_kill(self, *args, **kwargs):  # in the KILL_TRAINING-th training of the run
+        started.append(1)
+        if len(started) == int(os.environ.get("KILL_TRAINING", "1")):
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]
         original(self, *args, **kwargs)
     lightning.Trainer.__init__ = with_kill
     from liquidnets.cli import main
@@ -368,8 +371,8 @@ KILL_TRAINING = textwrap.dedent(
 )
 
 
-def kill_training(args, at: int, tmp: Path):
-    env = {**os.environ, "KILL_AT": str(at), "TMPDIR": str(tmp)}
+def kill_training(args, at: int, tmp: Path, training: int = 1):
+    env = {**os.environ, "KILL_AT": str(at), "TMPDIR": str(tmp), "KILL_TRAINING": str(training)}
     return subprocess.run(
         [sys.executable, "-c", KILL_TRAINING, *map(str, args)], env=env, check=False,
         capture_output=True, text=True,
@@ -385,7 +388,7 @@ def test_a_killed_training_leaves_nothing_outside_and_clean_removes_the_rest(csv
     assert done.returncode == -9, done.stderr
     lock, left = sorted(runs.iterdir())  # the run's lock, its temporary folder with ...
     assert lock.name == ".x.lock" and left.name.startswith(".x.tmp-")
-    assert list(left.rglob("*.ckpt"))  # ... the checkpoints inside
+    assert list(left.rglob("last.ckpt"))  # ... the last epoch's whole state inside
     assert list(system_tmp.iterdir()) == []  # nothing in the system's temporary directory
     fake = system_tmp / "liquidnets-deadbeef"  # a training whose process is gone
     fake.mkdir()
@@ -402,3 +405,32 @@ def test_a_killed_training_leaves_nothing_outside_and_clean_removes_the_rest(csv
     assert result.exit_code == 0, result.output
     assert "3 left-over(s) removed" in result.output
     assert list(runs.iterdir()) == [] and list(system_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("training, epoch", [(1, 2), (2, 2)])
+def test_a_killed_training_resumes_to_the_result_of_one_never_stopped(
+    csv, tmp_path, training, epoch
+):
+    runs = tmp_path / "runs"
+    common = ["--data", csv, "--time", "t", "--target", "y", "--max-epochs", 4,
+              "--patience", 10]  # fmt: skip
+    whole = cli("train", *common, "--out", runs / "whole")  # never stopped
+    assert whole.exit_code == 0, whole.output
+    # killed after the second epoch of the main model, or the third of the next one (lstm)
+    done = kill_training(["train", *common, "--out", runs / "x"], epoch, tmp_path, training)
+    assert done.returncode == -9, done.stderr
+    assert not (runs / "x").exists()
+    (last,) = runs.glob(f".x.tmp-*/.scratch/training-0{training}/last.ckpt")
+    assert torch.load(last, weights_only=True)["epoch"] == epoch - 1  # the epoch before
+    resumed = cli("train", "--resume", runs / "x")
+    assert resumed.exit_code == 0, resumed.output
+    a = json.loads((runs / "whole" / "metrics.json").read_text())["rows"]
+    b = json.loads((runs / "x" / "metrics.json").read_text())["rows"]
+    assert [r["model"] for r in a] == [r["model"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert rb["mae"] == pytest.approx(ra["mae"], rel=1e-5), (ra, rb)
+    history = json.loads((runs / "x" / "models" / "cfc" / "metadata.json").read_text())["history"]
+    assert len(history["val_loss"]) == 4  # every epoch, the ones before the kill too
+    assert sorted(p.name for p in runs.iterdir()) == ["whole", "x"]  # nothing left over
+    again = cli("train", "--resume", runs / "x")
+    assert again.exit_code == 1 and "no unfinished run" in again.output

@@ -190,7 +190,7 @@ def _workflow_commands(cli, click) -> None:
 
     @cli.command(epilog=train_example)
     @config
-    @data
+    @click.option("--data", help="CSV or Parquet file of readings (required unless --resume).")
     @click.option("--target", help="Column(s) to forecast or watch, comma-separated.")
     @click.option("--label", help="classify: the class column; anomaly: known anomalies (1/0).")
     @click.option("--time", help="Time column (timestamps or numbers); default: row order.")
@@ -303,12 +303,18 @@ def _workflow_commands(cli, click) -> None:
     )
     @click.option("--num-nodes", default=1, show_default=True, help="Nodes (Lightning).")
     @encoding
-    @click.option("--out", required=True, help="The run folder to create.")
+    @click.option("--out", help="The run folder to create (required unless --resume).")
     @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+    @click.option(
+        "--resume", metavar="RUN_OR_TMP",
+        help="Continue a killed run: the run folder it was writing (or the hidden temporary "
+        "folder it left). Its own options are used; give none but --data for a moved file.",
+    )  # fmt: skip
     @as_json
     def train(
-        data, target, out, overwrite, as_json, id_, features, future, static, time_unit, **options
-    ):
+        data, target, out, overwrite, resume, as_json, id_, features, future, static,
+        time_unit, **options,
+    ):  # fmt: skip
         """Train a liquid network and its baselines on a file of readings; evaluate them on
         the same test period and write the run folder (config, metrics, models, logs, plots).
 
@@ -318,8 +324,15 @@ def _workflow_commands(cli, click) -> None:
           classify  the class in --label, per window or per series
           anomaly   readings far from their forecast; scored with --label when given
         """
-        from liquidnets.tasks.run import train_run
+        from liquidnets.tasks.run import resume_run, train_run
 
+        if resume is not None:
+            with guard():
+                result = resume_run(resume, data)
+            _print_result(click, result, as_json, result.get("folder", resume))
+            return
+        if data is None or out is None:
+            raise click.UsageError("train needs --data and --out (or --resume)")
         train_opts = {k: options.pop(k) for k in TRAIN_KEYS}
         # unset: the task's own default (a classifier of whole series trains differently)
         train_opts = {k: v for k, v in train_opts.items() if v is not None}

@@ -147,11 +147,11 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def _recover(path: Path) -> None:
+def _recover(path: Path, keep: Path | None = None) -> None:
     """Undo what a killed writer left: the old folder back in place when the swap stopped
-    between its two renames, then every temporary folder beside `path`."""
+    between its two renames, then every temporary folder beside `path` (but `keep`)."""
     pattern = _leftover(path.name)
-    leftovers = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
+    leftovers = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p != keep]
     if not os.path.lexists(path):
         aside = [p / path.name for p in leftovers if ".old-" in p.name]
         aside = [p for p in aside if p.is_dir()]
@@ -209,10 +209,25 @@ def _umask() -> int:
     return mask
 
 
+def unfinished(path: str | Path, marker: str) -> Path | None:
+    """The temporary folder a killed writer of `path` left, holding `marker` (the newest,
+    when there are several), or None."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return None
+    found = [p for p in path.parent.iterdir() if _leftover(path.name).fullmatch(p.name)
+             and ".tmp-" in p.name and (p / marker).is_file()]  # fmt: skip
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 @contextlib.contextmanager
-def claim(path: str | Path, kind: Kind, *, overwrite: bool = False) -> Iterator[Path]:
+def claim(
+    path: str | Path, kind: Kind, *, overwrite: bool = False, resume: Path | None = None
+) -> Iterator[Path]:
     """Claim the folder `path` and yield an empty temporary folder beside it, which becomes
     `path` when the block succeeds (and is removed when it fails, leaving `path` as it was).
+    With `resume`, the temporary folder a killed writer left (see `unfinished`) is yielded
+    as it is, to be completed.
 
     Raises `FileExistsError` when `path` exists without `overwrite`, and `FolderError` when
     it is not a `kind` folder of ours or another process is writing it. Both are checked at
@@ -224,10 +239,13 @@ def claim(path: str | Path, kind: Kind, *, overwrite: bool = False) -> Iterator[
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with _lock(path):
-        _recover(path)
+        _recover(path, keep=resume)
         _check_replaceable(path, kind, overwrite)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide a run from its group
+        if resume is not None:
+            tmp = Path(resume)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+            tmp.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide a run from its group
         try:
             yield tmp
             _check_replaceable(path, kind, overwrite)  # still ours (changed by hand meanwhile?)

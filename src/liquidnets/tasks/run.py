@@ -32,7 +32,7 @@ import numpy as np
 
 from liquidnets.data import load_series
 from liquidnets.data.windows import until_json
-from liquidnets.io.atomic import Kind, claim, distinct, dumps, new_file
+from liquidnets.io.atomic import Kind, claim, distinct, dumps, new_file, unfinished
 from liquidnets.io.bundle import FORMAT as MODEL_FORMAT
 from liquidnets.tasks import metrics as _metrics
 from liquidnets.tasks import models as _models
@@ -113,7 +113,53 @@ def _baselines(settings: dict) -> list[str]:
     return [*names, "lstm", "gru"]
 
 
-def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, **options) -> dict:
+RESUME = "resume.json"  # in a run's temporary folder: what it was started with
+
+
+def _resumable(resume) -> tuple[Path, Path, dict]:
+    """(the run folder, the temporary folder a killed run left for it, what it was started
+    with) from `resume`: the run folder that was being written, or that temporary folder."""
+    given = Path(resume)
+    name = re.fullmatch(r"\.(.+)\.tmp-[a-z0-9_]{8}", given.name)
+    out = given.parent / name.group(1) if name else given
+    tmp = given if name and (given / RESUME).is_file() else unfinished(out, RESUME)
+    if tmp is None:
+        raise RunError(
+            f"--resume {resume}: no unfinished run of {out} to continue (a killed run leaves "
+            f"its work in a hidden .{out.name}.tmp-* folder beside it, which a later run or "
+            "liquidnets clean removes)"
+        )
+    try:
+        started = json.loads((tmp / RESUME).read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{tmp / RESUME}: unreadable ({exc})") from None
+    return out, tmp, started
+
+
+def resume_run(resume, data=None) -> dict:
+    """Continue a run that was killed (`liquidnets train --resume`): the trainings it had
+    finished are taken as they were, the interrupted one continues from its last epoch (its
+    optimiser, schedule, early stopping and random generators restored), the rest are done,
+    and the run folder is written as the uninterrupted run would have written it.
+
+    `resume`: the run folder that was being written, or the temporary folder it left.
+    `data`: needed only when the run was started from a DataFrame (a file is read again)."""
+    out, tmp, started = _resumable(resume)
+    if data is None:
+        if started.get("data") is None:
+            raise RunError(f"--resume {resume}: the run was trained from a DataFrame; give it")
+        data = started["data"]
+    options = {k: v for k, v in started["settings"].items() if k in DEFAULTS}
+    result = train_run(
+        data, out, overwrite=started["overwrite"], train=started["settings"]["train"],
+        _resume=tmp, **options,
+    )  # fmt: skip
+    return {**result, "folder": str(out)}
+
+
+def train_run(
+    data, out, *, overwrite: bool = False, train: dict | None = None, _resume=None, **options
+) -> dict:
     """Train the model and its baselines on `data` and write the run folder `out`.
 
     Args:
@@ -158,12 +204,18 @@ def train_run(data, out, *, overwrite: bool = False, train: dict | None = None, 
     check_hardware(TrainConfig(**settings["train"]))  # before anything starts
     out = Path(out)
     distinct({"--out": out}, {"--data": data})
-    with claim(out, RUN, overwrite=overwrite) as tmp:  # refused here, before any training
+    # refused here, before any training
+    with claim(out, RUN, overwrite=overwrite, resume=_resume) as tmp:
+        if _resume is None:  # what resume_run needs to continue it, were it killed
+            source = str(Path(data).resolve()) if isinstance(data, (str, Path)) else None
+            started = {"data": source, "overwrite": overwrite, "settings": settings}
+            (tmp / RESUME).write_text(dumps(started))
         series = _load(data, settings)
         settings["time_unit"] = series.time_unit
         with scratch(tmp / SCRATCH):  # checkpoints: where a killed run's next claim cleans
             result = _train_into(tmp, series, settings)
         shutil.rmtree(tmp / SCRATCH, ignore_errors=True)
+        (tmp / RESUME).unlink()
         return result
 
 
@@ -218,7 +270,7 @@ def _train_into(folder: Path, series, settings: dict) -> dict:
             if name not in models:
                 models[name] = _fit(_make(name, settings, budget), series, settings)
     for name, model in models.items():
-        model.save(folder / "models" / name)
+        model.save(folder / "models" / name, overwrite=True)  # (a resumed run's, half saved)
     _write_json(folder / "config.json", {**settings, "models": list(models)})
     result = _evaluate(folder, models, series, settings)
     if main.history.get("train_loss"):

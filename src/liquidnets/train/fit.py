@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import functools
 import importlib.util
+import json
 import logging
 import math
 import os
@@ -30,20 +31,38 @@ MISSING = "training needs PyTorch Lightning; install it with: pip install 'liqui
 
 
 PREFIX = "liquidnets-"  # a training's temporary folder: checkpoints, logs without a run
-_SCRATCH: contextvars.ContextVar[Path | None] = contextvars.ContextVar("scratch", default=None)
+DONE = "done.safetensors"  # a finished training's weights, in its slot
+_SCRATCH: contextvars.ContextVar[tuple[Path, list[int]] | None] = contextvars.ContextVar(
+    "scratch", default=None
+)
 
 
 @contextlib.contextmanager
 def scratch(folder: str | Path) -> Iterator[None]:
-    """Within the block, trainings keep their temporary files under `folder` (a run's own
-    temporary folder, so that a killed run leaves nothing anywhere else) instead of the
-    system's temporary directory."""
+    """Within the block, trainings keep their files under `folder` (a run's own temporary
+    folder, so that a killed run leaves nothing anywhere else), each in its own slot:
+    `training-01`, `training-02`, ... in the order they start. A slot holds the training's
+    last whole state after every epoch, and its result once it ends; a block entered again
+    over the same folder (a resumed run, doing the same trainings in the same order) takes
+    the finished ones' results and continues the interrupted one from its last epoch."""
     Path(folder).mkdir(parents=True, exist_ok=True)
-    token = _SCRATCH.set(Path(folder))
+    token = _SCRATCH.set((Path(folder), [0]))
     try:
         yield
     finally:
         _SCRATCH.reset(token)
+
+
+def _slot() -> tuple[Path | None, Path | None]:
+    """(where temporary files go, this training's slot), both None outside `scratch`."""
+    state = _SCRATCH.get()
+    if state is None:
+        return None, None
+    folder, count = state
+    count[0] += 1
+    slot = folder / f"training-{count[0]:02d}"
+    slot.mkdir(exist_ok=True)
+    return folder, slot
 
 
 def _alive(pid: int) -> bool:
@@ -274,7 +293,39 @@ def _history_class():
                 if value is not None:
                     self.history[key].append(float(value))
 
-    return History
+        # kept in a resumable checkpoint, so that a resumed training has all its epochs
+        def state_dict(self):
+            return {k: list(v) for k, v in self.history.items()}
+
+        def load_state_dict(self, state):
+            self.history = {k: list(v) for k, v in state.items()}
+
+    class RandomState(L.Callback):
+        """The random generators' states, kept in a resumable checkpoint: a resumed training
+        draws the same shuffles and dropout masks as one that was never stopped."""
+
+        def state_dict(self):
+            import random
+
+            kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+            return {
+                "torch": torch.get_rng_state(),
+                "numpy_keys": torch.as_tensor(keys.astype(np.int64)),
+                "numpy": [kind, int(pos), int(has_gauss), float(gauss)],
+                "python": [list(v) if isinstance(v, tuple) else v for v in random.getstate()],
+            }  # fmt: skip
+
+        def load_state_dict(self, state):
+            import random
+
+            torch.set_rng_state(state["torch"])
+            kind, pos, has_gauss, gauss = state["numpy"]
+            keys = state["numpy_keys"].numpy().astype(np.uint32)
+            np.random.set_state((kind, keys, pos, has_gauss, gauss))  # noqa: NPY002
+            version, internal, gauss_next = state["python"]
+            random.setstate((version, tuple(internal), gauss_next))
+
+    return History, RandomState
 
 
 def _quiet_lightning() -> None:
@@ -371,7 +422,12 @@ def fit(
     L.seed_everything(config.seed, workers=True, verbose=False)
     _quiet_lightning()
     remove_stale()  # what killed trainings left behind
-    where = _SCRATCH.get()
+    where, slot = _slot()
+    if slot is not None and (slot / DONE).is_file():  # finished before the run was stopped
+        from safetensors.torch import load_file
+
+        net.load_state_dict(load_file(slot / DONE))
+        return json.loads((slot / "history.json").read_text())
     with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix=PREFIX, dir=where) as tmp:
         (Path(tmp) / "pid").write_text(str(os.getpid()))  # whose it is: see remove_stale
         # a deprecation inside Lightning itself, on every step; nothing a user can act on
@@ -381,10 +437,18 @@ def fit(
         if importlib.util.find_spec("tensorboard") is not None:
             loggers.append(TensorBoardLogger(root, name="logs", version="tensorboard"))
         best = ModelCheckpoint(
-            dirpath=Path(tmp) / "checkpoints", monitor="val_loss", mode="min", save_top_k=1,
-            save_weights_only=True, filename="best",
+            dirpath=slot or Path(tmp) / "checkpoints", monitor="val_loss", mode="min",
+            save_top_k=1, save_weights_only=True, filename="best",
         )  # fmt: skip
-        history = _history_class()()
+        history_class, random_state = _history_class()
+        history = history_class()
+        resumable = []
+        if slot is not None:  # a run's training: every epoch's whole state, to resume from
+            resumable = [
+                ModelCheckpoint(dirpath=slot, filename="last", monitor=None, save_top_k=1,
+                                save_on_train_epoch_end=True, enable_version_counter=False),
+                random_state(),
+            ]  # fmt: skip
         progress = sys.stderr.isatty() if config.progress_bar is None else config.progress_bar
         trainer = L.Trainer(
             max_epochs=config.max_epochs,
@@ -393,7 +457,12 @@ def fit(
             strategy=config.strategy,
             num_nodes=config.num_nodes,
             gradient_clip_val=config.gradient_clip or None,
-            callbacks=[EarlyStopping("val_loss", patience=config.patience), best, history],
+            callbacks=[
+                EarlyStopping("val_loss", patience=config.patience),
+                best,
+                history,
+                *resumable,
+            ],
             logger=loggers,
             enable_progress_bar=progress,
             enable_model_summary=False,
@@ -403,10 +472,13 @@ def fit(
         module = _module_class()(net, config)
         classify = config.loss == "cross_entropy"
         batch = config.batch_size or 64
+        last = None if slot is None else slot / "last.ckpt"
         trainer.fit(
             module,
             _loader(train, batch, True, classify),
             _loader(val, batch, False, classify),
+            ckpt_path=last if last is not None and last.is_file() else None,
+            weights_only=True,  # never unpickle: tensors and plain values only
         )
         # every rank ends with the same best weights. Rank 0 wrote them into its own
         # temporary folder, which it deletes when it leaves this block and which other
@@ -421,10 +493,20 @@ def fit(
     scores = history.history["val_loss"]
     if not any(np.isfinite(scores)):
         raise TrainingError(_diverged(len(scores), train, config))
-    return {
+    result = {
         **history.history,
         "best_epoch": int(np.nanargmin(np.where(np.isfinite(scores), scores, np.nan)))
         if scores
         else 0,
         "epochs": int(epochs),
     }
+    if slot is not None:  # what a resumed run takes instead of training this again
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        (slot / "history.json").write_text(json.dumps(result))
+        save_file(state, slot / f"{DONE}.part")
+        os.replace(slot / f"{DONE}.part", slot / DONE)
+        for ckpt in slot.glob("*.ckpt"):
+            ckpt.unlink()
+    return result
