@@ -434,3 +434,47 @@ def test_a_killed_training_resumes_to_the_result_of_one_never_stopped(
     assert sorted(p.name for p in runs.iterdir()) == ["whole", "x"]  # nothing left over
     again = cli("train", "--resume", runs / "x")
     assert again.exit_code == 1 and "no unfinished run" in again.output
+
+
+KILL_STREAM = textwrap.dedent(
+    """
+    import os, signal, sys
+    from liquidnets.deploy.replay import replay
+    from liquidnets.deploy.stream import StreamPredictor
+
+    original, taken = StreamPredictor.update_many, []
+    def update_many(self, *args, **kwargs):  # SIGKILL after KILL_AFTER readings of the replay
+        out = original(self, *args, **kwargs)
+        if self.config.policy != "off":
+            taken.append(1)
+            if len(taken) >= int(os.environ["KILL_AFTER"]):
+                os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    StreamPredictor.update_many = update_many
+    run, data, out, snap = sys.argv[1:]
+    replay(run, data, out, adapt="every:20", max_ms=1e9, snapshot=snap, snapshot_every=50)
+    """
+)
+
+
+def test_a_killed_stream_continues_from_its_last_snapshot(csv, run, tmp_path):
+    from liquidnets.deploy.replay import replay
+
+    snap, whole = tmp_path / "snap", tmp_path / "whole.csv"
+    # no time budget per update (max_ms): updates cut short by the clock differ between runs
+    replay(run, csv, whole, adapt="every:20", max_ms=1e9)
+    args = [run, csv, tmp_path / "a.csv", snap]
+    env = {**os.environ, "KILL_AFTER": "120"}
+    done = subprocess.run([sys.executable, "-c", KILL_STREAM, *map(str, args)], env=env,
+                          check=False, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == -9, done.stderr
+    first = pd.read_csv(tmp_path / "a.csv")
+    assert len(first) == 100  # written with the last snapshot: 20 readings of work lost
+    result = cli("stream", snap, "--data", csv, "--out", tmp_path / "b.csv", "--snapshot", snap)
+    assert result.exit_code == 0, result.output
+    both = pd.concat([first, pd.read_csv(tmp_path / "b.csv")], ignore_index=True)
+    expected = pd.read_csv(whole)
+    assert list(both.columns) == list(expected.columns) and len(both) == len(expected)
+    numbers = expected.select_dtypes("number").columns
+    np.testing.assert_allclose(both[numbers], expected[numbers], rtol=1e-5, atol=1e-6)
+    assert (both["update"].fillna("") == expected["update"].fillna("")).all()

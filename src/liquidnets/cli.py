@@ -412,9 +412,17 @@ def _workflow_commands(cli, click) -> None:
     )  # fmt: skip
     @click.option("--model", help="A model of the run other than its main one (e.g. lstm).")
     @click.option("--snapshot", help="Folder to save the adapted predictor to at the end.")
+    @click.option(
+        "--snapshot-every", type=click.IntRange(min=1), metavar="N",
+        help="Also snapshot after every N readings (a kill loses at most N readings of work; "
+        "give the snapshot as RUN_DIR to continue).",
+    )  # fmt: skip
     @click.option("--out", required=True, help="CSV file of per-reading forecasts and errors.")
     @click.option("--overwrite", is_flag=True, help="Replace existing output.")
-    def stream(run_dir, data, out, overwrite, adapt, params, lr, detector, model, snapshot):
+    def stream(
+        run_dir, data, out, overwrite, adapt, params, lr, detector, model, snapshot,
+        snapshot_every,
+    ):  # fmt: skip
         """Replay a file of readings as a live stream through a run's forecaster, one reading
         at a time, learning online as the truth arrives. Writes each reading's forecasts,
         errors, drift flags and updates, and prints the frozen model's error against the
@@ -424,7 +432,8 @@ def _workflow_commands(cli, click) -> None:
         with guard():
             result = replay(
                 run_dir, data, out, adapt=adapt, model=model, overwrite=overwrite,
-                snapshot=snapshot, params=params, lr=lr, detector=detector,
+                snapshot=snapshot, snapshot_every=snapshot_every, params=params, lr=lr,
+                detector=detector,
             )  # fmt: skip
         click.echo(result["table"])
         click.echo(f"\nwrote {out}")

@@ -46,6 +46,7 @@ def replay(
     overwrite: bool = False,
     window: int = 200,
     snapshot=None,
+    snapshot_every: int | None = None,
     **adapt_fields,
 ) -> dict:
     """Stream `data` (a file or DataFrame with the run's columns) through the run's model.
@@ -62,7 +63,9 @@ def replay(
         overwrite: replace an existing `out` (and `snapshot`).
         window: readings before and after each drift over which the errors are compared.
         snapshot: a folder to save the adapted predictor to at the end (`StreamPredictor.load`
-            continues from it).
+            continues from it, and so does `replay` given it as `run_dir`).
+        snapshot_every: also snapshot (atomically) after every this many readings, and write
+            `out` as far as it has got: a kill loses at most that many readings of work.
         **adapt_fields: more `AdaptConfig` fields (params, lr, detector, ...).
 
     Returns:
@@ -71,22 +74,35 @@ def replay(
         "table": str}` with errors as mean absolute one-step errors over all targets.
     """
     out = Path(out)
+    resumed = run_dir is not None and SNAPSHOT.recognises(Path(run_dir))
     inputs = {"--data": data, "the run folder": run_dir}
-    distinct({"--out": out, "--snapshot": snapshot}, inputs)
-    distinct({"--snapshot": snapshot}, {"--out": out})
+    distinct({"--out": out}, inputs)
+    # a snapshot continued may be written over again (it is what the replay carries on)
+    again = resumed and snapshot is not None and Path(snapshot).resolve() == Path(run_dir).resolve()
+    distinct({"--snapshot": snapshot}, {"--data": data, **({} if again else inputs), "--out": out})
     if out.is_dir():
         raise RunError(f"--out {out} is a folder; give the CSV file to write")
-    for path in (out, snapshot):
+    for path in (out, None if again else snapshot):
         if path is not None and Path(path).exists() and not overwrite:
             raise RunError(f"{path} exists; pass --overwrite to replace it")
     if snapshot is not None and Path(snapshot).exists() and not SNAPSHOT.recognises(Path(snapshot)):
         raise RunError(
             f"--snapshot {snapshot} is not a stream snapshot; --overwrite replaces only one"
         )
-    live = StreamPredictor.from_run(run_dir, model=model, adapt=adapt, **adapt_fields)
-    frozen = None
-    if live.config.policy != "off":
-        frozen = StreamPredictor.from_run(run_dir, model=model)
+    every = snapshot_every
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise RunError(f"--snapshot-every must be a whole number >= 1; got {every!r}")
+    if every is not None and snapshot is None:
+        raise RunError("--snapshot-every needs --snapshot, the folder to write to")
+    if resumed:  # continue a snapshot: its adapted weights, states and counters
+        live = StreamPredictor.load(run_dir)
+        twin = Path(run_dir) / "frozen"
+        frozen = StreamPredictor.load(twin) if (twin / "stream.json").is_file() else None
+    else:
+        live = StreamPredictor.from_run(run_dir, model=model, adapt=adapt, **adapt_fields)
+        frozen = None
+        if live.config.policy != "off":
+            frozen = StreamPredictor.from_run(run_dir, model=model)
     spec = live.model.spec
     policy = "error" if spec["missing"] == "error" else "mask"
     series = load_like(data, {**spec, "missing": policy}, split=False)
@@ -94,8 +110,13 @@ def replay(
     order = sorted(
         (t, k, i) for k, times in enumerate(series.times) for i, t in enumerate(times)
     )  # time order; series, then row, break ties
+    if resumed and live.time_kind == "none":  # the same file again: its first readings
+        order = order[live.readings :]
+    elif resumed:  # the readings the snapshot has already taken are not taken again
+        seen = {sid: st.last_time for sid, st in live.streams.items()}
+        order = [(t, k, i) for t, k, i in order if not _taken(seen, series, k, t, live)]
     records = []
-    start = 0
+    start, since = 0, 0
     while start < len(order):
         stop = start + 1
         while (
@@ -112,15 +133,34 @@ def replay(
         fsteps = frozen.update_many(ids, readings, stamps) if frozen else [None] * len(batch)
         for (_, k, i), step, fstep in zip(batch, steps, fsteps):
             records.append(_record(live, series, k, i, raw[k][i], step, fstep))
-        start = stop
+        start, since = stop, since + len(batch)
+        if every is not None and since >= every:
+            _write_csv(out, records)  # first: the snapshot never runs ahead of the output
+            live.save(snapshot, frozen=frozen)
+            since = 0
     import pandas as pd
 
     frame = pd.DataFrame.from_records(records)
-    with new_file(out) as tmp:
-        frame.to_csv(tmp, index=False)
+    _write_csv(out, records)
     if snapshot is not None:
-        live.save(snapshot)
+        live.save(snapshot, frozen=frozen)
     return _summary(live, frame, records, window, frozen is not None)
+
+
+def _taken(seen: dict, series, k: int, t, live) -> bool:
+    """Whether the snapshot's stream has a reading at or after time `t` already."""
+    last = seen.get(series.ids[k] or "0")
+    if last is None:
+        return False
+    now = int(np.datetime64(t, "ns").astype(np.int64)) if live.time_kind == "timestamp" else t
+    return now <= last
+
+
+def _write_csv(out: Path, records: list) -> None:
+    import pandas as pd
+
+    with new_file(out) as tmp:
+        pd.DataFrame.from_records(records).to_csv(tmp, index=False)
 
 
 def _record(live, series, k: int, i: int, raw, step, fstep) -> dict:

@@ -49,7 +49,7 @@ VERSION = 1
 SNAPSHOT = Kind(
     "stream snapshot",
     "stream.json",
-    frozenset({"model", "stream.st", "stream.json"}),
+    frozenset({"model", "stream.st", "stream.json", "frozen"}),
     lambda meta: meta.get("format") == FORMAT,
 )
 
@@ -441,15 +441,24 @@ class StreamPredictor:
             self.streams.pop(str(stream), None)
 
     # -- snapshots ---------------------------------------------------------------------------
-    def save(self, path, *, overwrite: bool = True) -> Path:
+    def save(self, path, *, overwrite: bool = True, frozen: StreamPredictor | None = None):
         """Snapshot everything to the folder `path`, atomically (written beside it, then
         swapped in): the current weights (`model/`, a model bundle), every stream's state and
         recent rows, the replay buffer, the detector and the counters. An earlier snapshot
         there is replaced (unless `overwrite=False`); any other folder is refused (see
-        `liquidnets.io.atomic.claim`)."""
+        `liquidnets.io.atomic.claim`). `frozen`: a second predictor saved with it, in
+        `frozen/` (the non-adapting twin a replay compares against). Returns `path`."""
+        path = Path(path)
+        with claim(path, SNAPSHOT, overwrite=overwrite) as tmp:
+            self._write(tmp)
+            if frozen is not None:
+                frozen._write(tmp / "frozen")
+        return path
+
+    def _write(self, folder: Path) -> None:
         from safetensors.numpy import save_file
 
-        path = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
         tensors: dict[str, np.ndarray] = {}
         streams = []
         for k, (sid, s) in enumerate(self.streams.items()):
@@ -499,11 +508,9 @@ class StreamPredictor:
             "drift_at": self.drift_at,
             "events": self.events,
         }
-        with claim(path, SNAPSHOT, overwrite=overwrite) as tmp:
-            self.model.save(tmp / "model")
-            save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, tmp / "stream.st")
-            (tmp / "stream.json").write_text(dumps(meta, indent=1) + "\n")
-        return path
+        self.model.save(folder / "model")
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, folder / "stream.st")
+        (folder / "stream.json").write_text(dumps(meta, indent=1) + "\n")
 
     @classmethod
     @hand_edits
