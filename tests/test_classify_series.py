@@ -449,3 +449,33 @@ def test_the_classification_benchmark_runs_quick(tmp_path):
         "mean accuracy within 3 points of MiniRocket", "above the class prior on every set",
     }  # fmt: skip
     assert "| UnitTest (20/22, 24) |" in bench.table(report)
+
+
+def test_augmented_copies_shift_the_patch_borders_and_lose_nothing(tmp_path, monkeypatch):
+    from liquidnets.tasks import classify
+
+    seen = []
+    real = classify._fit
+
+    def spy(net, train, valid, config, run_dir=None):
+        seen.append((train[0].shape[0], train[-1].tolist(), valid[0].shape[0]))
+        return real(net, train, valid, config, run_dir=run_dir)
+
+    monkeypatch.setattr(classify, "_fit", spy)
+    frame = shapes(n=30)
+    clf = Classifier("cfc", per="series", units=8, stem=4, ensemble=1, augment=2,
+                     train={**FAST, "max_epochs": 1})  # fmt: skip
+    clf.fit(frame, label="kind", time="t", id="sid")
+    ((n_train, labels, n_val),) = seen
+    assert n_val > 0
+    plain = len(clf._series_parts(_series(frame))["train"])
+    assert n_train == 3 * plain and labels[plain:] == [y for y in labels[:plain] for _ in (0, 1)]
+    clf.save(tmp_path / "aug")
+    assert Classifier.load(tmp_path / "aug").augment == 2
+    series = _series(frame)
+    rng = np.random.default_rng(0)
+    copies = classify._crops(series, [0] * 20, rng, patch=4)
+    for values in copies.values:  # the series whole, its first row repeated 0..3 times
+        front = len(values) - len(series.values[0])
+        assert 0 <= front < 4 and np.array_equal(values[front:], series.values[0])
+    assert {len(v) for v in copies.values} > {len(series.values[0])}

@@ -204,3 +204,75 @@ def test_classification_command_runs(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "runs" / "gestures" / "metrics.json").read_text())
     assert {r["model"] for r in metrics["rows"]} == {"cfc", "naive", "lstm", "gru"}
+
+
+KILLED = """
+import os, signal, sys
+import lightning
+from lightning.pytorch.callbacks import Callback
+from liquidnets.deploy.stream import StreamPredictor
+
+class Kill(Callback):  # the machine going down after the second epoch
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch >= 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+original = lightning.Trainer.__init__
+def with_kill(self, *args, **kwargs):
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]
+    original(self, *args, **kwargs)
+lightning.Trainer.__init__ = with_kill
+step, taken = StreamPredictor.update_many, []
+def update_many(self, *args, **kwargs):  # ... or after 250 readings of a replay
+    out = step(self, *args, **kwargs)
+    taken.extend([1] if self.config.policy != "off" else [])  # the adapting one's readings
+    if len(taken) >= 250:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return out
+StreamPredictor.update_many = update_many
+from liquidnets.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_nothing_lost_commands_run(tmp_path, monkeypatch):
+    """The section's commands, each first one killed as a crash would kill it."""
+    pytest.importorskip("lightning")
+    import subprocess
+    import sys
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from liquidnets.cli import build_cli
+
+    commands = section_commands("Nothing lost, nothing silently wrong")
+    assert [c[:2] for c in commands] == [["liquidnets", "train"]] * 2 + [
+        ["liquidnets", "clean"], ["liquidnets", "stream"], ["liquidnets", "stream"]
+    ]  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    cli = build_cli()
+
+    def killed(command):
+        done = subprocess.run([sys.executable, "-c", KILLED, *command[1:]], check=False)
+        assert done.returncode == -9
+
+    killed([*commands[0], "--max-epochs", "4"])  # brief, and killed after its second epoch
+    assert not (tmp_path / "runs" / "co2-long").exists()
+    for command in commands[1:3]:
+        result = CliRunner().invoke(cli, command[1:])
+        assert result.exit_code == 0, (command, result.output)
+    assert json.loads((tmp_path / "runs" / "co2-long" / "metrics.json").read_text())["rows"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["co2-long"]  # all clean
+    train = shlex.split(
+        "train --data examples/sensor_readings.csv --time time --target co2_ppm --horizon 4 "
+        "--max-epochs 2 --no-baselines --base last --no-linear --out runs/co2"
+    )
+    assert CliRunner().invoke(cli, train).exit_code == 0
+    killed(commands[3])  # killed after 250 readings: the snapshot of 200 stands
+    assert len(pd.read_csv(tmp_path / "runs" / "co2-live.csv")) == 200
+    result = CliRunner().invoke(cli, commands[4][1:])
+    assert result.exit_code == 0, result.output
+    rest = pd.read_csv(tmp_path / "runs" / "co2-live-2.csv")
+    assert len(rest) == len(pd.read_csv("examples/sensor_readings.csv")) - 200

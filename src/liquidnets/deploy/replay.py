@@ -115,6 +115,11 @@ def replay(
     elif resumed:  # the readings the snapshot has already taken are not taken again
         seen = {sid: st.last_time for sid, st in live.streams.items()}
         order = [(t, k, i) for t, k, i in order if not _taken(seen, series, k, t, live)]
+    if resumed and not order:
+        raise RunError(
+            f"the snapshot {run_dir} has taken every reading of the data already; give the "
+            "readings that came after it"
+        )
     records = []
     start, since = 0, 0
     while start < len(order):

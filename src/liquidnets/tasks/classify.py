@@ -118,6 +118,12 @@ class Classifier:
             series are the same for all. None: on per series, off per window.
         dilation: the stem's second convolution reads every `dilation`-th row (see
             `models.PatchConv`). None: 2 per series (models saved before it: 1).
+        augment: with `per="series"`, this many extra copies of every training series, each
+            with its first row repeated 0 to `downsample - 1` times in front, so that the
+            patch borders fall elsewhere (nothing is cut). None: 0. By cross-validation on
+            the training series it helped the sets of long series (ArrowHead +8 points,
+            OSULeaf +1) and hurt others (ACSF1 -6, PickupGestureWiimoteZ -6), so it is off
+            by default.
         train: a `TrainConfig`, or keyword arguments of one (the loss is cross-entropy);
             per series, unset `batch_size`, `max_epochs` and `patience` default to 16, 200
             and 30.
