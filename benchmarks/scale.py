@@ -8,7 +8,9 @@ random walks, float64 as pandas holds them), then trains the default liquid fore
 (`Forecaster("cfc", lookback=32, horizon=1)`) for exactly one epoch: the windows, the
 validation part and the backtest-free fit a `liquidnets train` starts with. It reports the
 seconds of that one epoch of training (Lightning's own epoch, not the data preparation), the
-training windows per second, the whole fit's seconds and the peak resident memory.
+training windows per second, the whole fit's seconds and the peak resident memory. With
+`--batches N` the epoch stops after N batches (for a size whose whole epoch would take hours:
+the memory and the rate, not the epoch).
 
 `--before REV` runs the same measurement with the package as it was at git revision `REV`
 (extracted with `git archive` into a temporary folder): the materialised windows before
@@ -37,6 +39,7 @@ import json, resource, sys, time
 import numpy as np, pandas as pd, torch
 
 rows, threads, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+batches = int(sys.argv[4]) or None  # train and validate on this many batches only
 resource.setrlimit(resource.RLIMIT_AS, (int(limit * 2**30), int(limit * 2**30)))
 torch.set_num_threads(threads)
 from lightning.pytorch.callbacks import Callback
@@ -60,6 +63,8 @@ import lightning.pytorch as lp
 original = lp.Trainer.__init__
 def with_clock(self, *args, **kwargs):
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), Clock()]
+    if batches:
+        kwargs.update(limit_train_batches=batches, limit_val_batches=batches)
     original(self, *args, **kwargs)
 lp.Trainer.__init__ = with_clock
 import lightning
@@ -76,21 +81,23 @@ except MemoryError:
 fit_seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (Linux: KiB)
 windows = int(rows * 0.70) - 32
+if batches:
+    windows = min(windows, batches * 64)
 print(json.dumps({
     "rows": rows, "status": status, "peak_gib": round(peak, 3),
     "epoch_seconds": round(epoch.get("seconds", float("nan")), 1),
     "windows_per_second": round(windows / epoch["seconds"]) if "seconds" in epoch else None,
-    "fit_seconds": round(fit_seconds, 1),
+    "fit_seconds": round(fit_seconds, 1), "batches": batches,
 }))
 """
 
 
-def measure(rows: int, threads: int, limit_gb: float, src: Path | None) -> dict:
+def measure(rows: int, threads: int, limit_gb: float, src: Path | None, batches=0) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     if src is not None:
         env["PYTHONPATH"] = str(src)
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, str(rows), str(threads), str(limit_gb)],
+        [sys.executable, "-c", CHILD, str(rows), str(threads), str(limit_gb), str(batches)],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -135,6 +142,11 @@ def main(argv=None) -> int:
     parser.add_argument("--before-rows", help="row counts for --before (default: --rows)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit-gb", type=float, default=20.0)
+    parser.add_argument(
+        "--batches", type=int, default=0,
+        help="train and validate on this many batches of 64 only (a size whose whole epoch "
+        "would take too long: its memory and its windows per second, not a whole epoch)",
+    )  # fmt: skip
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = parser.parse_args(argv)
     sizes = [int(float(v)) for v in args.rows.split(",")]
@@ -150,7 +162,7 @@ def main(argv=None) -> int:
             results[version] = []
             for rows in wanted:
                 t0 = time.perf_counter()
-                r = measure(rows, args.threads, args.limit_gb, src)
+                r = measure(rows, args.threads, args.limit_gb, src, args.batches)
                 print(f"{version}: {rows:,} rows: {r} ({time.perf_counter() - t0:.0f} s)",
                       flush=True)  # fmt: skip
                 results[version].append(r)

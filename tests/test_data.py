@@ -552,3 +552,17 @@ def test_a_large_csv_is_parsed_from_the_file_with_the_same_result(tmp_path, monk
     path.write_text("t,a,a\n" + "1,2,3\n" * 50)
     with pytest.raises(DataError, match="column 'a' appears twice"):
         load_series(path, targets="a")
+
+
+def test_the_scale_benchmark_runs_reduced_against_an_older_revision(tmp_path):
+    pytest.importorskip("lightning")
+    from benchmark_scripts import load
+
+    scale = load("scale")
+    out = tmp_path / "scale.json"
+    assert scale.main(["--rows", "3000", "--threads", "1", "--batches", "5", "--before", "HEAD",
+                       "--json", str(out)]) == 0  # fmt: skip
+    report = json.loads(out.read_text())
+    now, before = report["results"]["now"][0], report["results"]["before (HEAD)"][0]
+    for r in (now, before):
+        assert r["status"] == "ok" and r["peak_gib"] > 0 and r["windows_per_second"] > 0
