@@ -183,8 +183,14 @@ def test_outputs_never_replace_inputs(csv, run, tmp_path):
     result = cli("stream", run, "--data", csv, "--out", tmp_path / "s.csv", "--snapshot", run,
                  "--overwrite")  # fmt: skip
     assert result.exit_code == 1 and "--snapshot" in result.output and "run folder" in result.output
-    result = cli("predict", run, "--data", csv, "--out", tmp_path)
-    assert result.exit_code == 1 and "is a folder" in result.output
+    for command in (
+        ["predict", run, "--data", csv, "--out", tmp_path],
+        ["stream", run, "--data", csv, "--out", tmp_path],
+        ["export", run, "--format", "numpy", "--out", tmp_path],
+    ):
+        result = cli(*command)
+        assert result.exit_code == 1 and "is a folder" in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
     assert csv.read_bytes() == before and (run / "config.json").is_file()
     result = cli("export", run, "--format", "onnx", "--out", tmp_path / "x.npz")
     assert result.exit_code == 1 and "named *.onnx" in result.output

@@ -382,6 +382,8 @@ def export(
         `path`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder; give the file to write")
     suffixes = {"onnx": ".onnx", "numpy": ".npz"}
     format = format or {v: k for k, v in suffixes.items()}.get(path.suffix)
     if format not in suffixes:
@@ -393,8 +395,6 @@ def export(
     if isinstance(model, (str, Path)):
         distinct({"--out": path, "its sidecar": path.with_name(path.name + ".json")},
                  {"the model folder": model}, inside=False)  # fmt: skip
-    if path.is_dir():
-        raise ValueError(f"--out {path} is a folder; give the file to write")
     sidecar = path.with_name(path.name + ".json")
     if not overwrite and (path.exists() or sidecar.exists()):
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
