@@ -194,6 +194,16 @@ def test_outputs_never_replace_inputs(csv, run, tmp_path):
     assert csv.read_bytes() == before and (run / "config.json").is_file()
     result = cli("export", run, "--format", "onnx", "--out", tmp_path / "x.npz")
     assert result.exit_code == 1 and "named *.onnx" in result.output
+    mine = tmp_path / "mine.npz"
+    mine.write_bytes(b"not an export")
+    result = cli("export", run, "--out", mine, "--overwrite")
+    assert result.exit_code == 1 and "is not a liquidnets export" in result.output
+    assert mine.read_bytes() == b"not an export"
+    from liquidnets import CfC
+    from liquidnets.deploy import export
+
+    export(CfC(3, 4), tmp_path / "m.npz")
+    export(CfC(3, 4), tmp_path / "m.npz", overwrite=True)  # an export: replaced
 
 
 def test_evaluate_writes_a_new_folder_and_keeps_the_recorded_results(csv, run, tmp_path):

@@ -398,6 +398,11 @@ def export(
     sidecar = path.with_name(path.name + ".json")
     if not overwrite and (path.exists() or sidecar.exists()):
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    if (path.exists() or sidecar.exists()) and not _is_export(sidecar):
+        raise ValueError(
+            f"{path} exists and is not a liquidnets export (no sidecar {sidecar.name} of one); "
+            "--overwrite replaces only that, so choose another name"
+        )
     if quantize not in (None, "int8"):
         raise ValueError(f"quantize must be None or 'int8'; got {quantize!r}")
     layer, head, task = _resolve(model)
@@ -425,6 +430,13 @@ def export(
     with new_file(sidecar) as tmp:
         tmp.write_text(dumps(meta) + "\n")
     return path
+
+
+def _is_export(sidecar: Path) -> bool:
+    try:
+        return json.loads(sidecar.read_text(encoding="utf-8")).get("format") == FORMAT
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
 
 
 def _onnx(layer, head, meta: dict, target: Path) -> None:
