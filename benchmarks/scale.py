@@ -78,6 +78,10 @@ try:
     status = "ok"
 except MemoryError:
     status = "out of memory"
+except RuntimeError as exc:  # torch's allocator: "can't allocate memory"
+    if "allocate" not in str(exc):
+        raise
+    status = "out of memory"
 fit_seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # GiB (Linux: KiB)
 windows = int(rows * 0.70) - 32

@@ -494,3 +494,14 @@ def test_a_killed_stream_continues_from_its_last_snapshot(csv, run, tmp_path):
     numbers = expected.select_dtypes("number").columns
     np.testing.assert_allclose(both[numbers], expected[numbers], rtol=1e-5, atol=1e-6)
     assert (both["update"].fillna("") == expected["update"].fillna("")).all()
+
+
+def test_what_is_written_is_readable_as_the_umask_allows(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"a": 1})
+        make_thing(tmp_path / "t", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "t").stat().st_mode & 0o777 == 0o755

@@ -267,6 +267,7 @@ def new_file(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(name)
+        os.chmod(name, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from others
         os.replace(name, path)
     finally:
         if os.path.exists(name):
